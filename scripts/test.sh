@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole check: set-up, lint, format, types, then every test including the slow ones on SmolLM2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest --runslow -q "$@"
