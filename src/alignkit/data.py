@@ -40,28 +40,28 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(p, None, "no such file or folder")
+        raise DataError(path, None, "no such file or folder")
     if p.is_dir():
-        yield from _read_hf_folder(p)
+        yield from _read_hf_folder(path)
         return
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        yield from _read_jsonl(p)
+        yield from _read_jsonl(path)
     elif suffix == ".json":
-        yield from _read_json(p)
+        yield from _read_json(path)
     elif suffix == ".csv":
-        yield from _read_csv(p)
+        yield from _read_csv(path)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
         for i, row in enumerate(pq.read_table(p).to_pylist(), start=1):
             yield i, row
     else:
-        raise DataError(p, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)")
+        raise DataError(path, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)")
 
 
-def _read_jsonl(p: Path) -> Iterator[tuple[int, Record]]:
-    with p.open(encoding="utf-8") as f:
+def _read_jsonl(p: str | Path) -> Iterator[tuple[int, Record]]:
+    with open(p, encoding="utf-8-sig") as f:
         for n, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
@@ -74,9 +74,9 @@ def _read_jsonl(p: Path) -> Iterator[tuple[int, Record]]:
             yield n, obj
 
 
-def _read_json(p: Path) -> Iterator[tuple[int, Record]]:
+def _read_json(p: str | Path) -> Iterator[tuple[int, Record]]:
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
+        obj = json.loads(Path(p).read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(p, e.lineno, f"not valid JSON ({e.msg})") from None
     if isinstance(obj, dict):
@@ -89,8 +89,8 @@ def _read_json(p: Path) -> Iterator[tuple[int, Record]]:
         yield i, row
 
 
-def _read_csv(p: Path) -> Iterator[tuple[int, Record]]:
-    with p.open(encoding="utf-8", newline="") as f:
+def _read_csv(p: str | Path) -> Iterator[tuple[int, Record]]:
+    with open(p, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         for row in reader:
             rec: Record = {}
@@ -111,7 +111,7 @@ def _maybe_json(value: str | None) -> Any:
     return value
 
 
-def _read_hf_folder(p: Path) -> Iterator[tuple[int, Record]]:
+def _read_hf_folder(p: str | Path) -> Iterator[tuple[int, Record]]:
     try:
         import datasets
     except ImportError:
@@ -131,6 +131,11 @@ def _read_hf_folder(p: Path) -> Iterator[tuple[int, Record]]:
 # ---- field parsing ----------------------------------------------------------------------------
 
 
+def _present(rec: Mapping[str, Any], key: str) -> bool:
+    """A field counts as given unless it is absent, null or an empty cell (CSV)."""
+    return rec.get(key) not in (None, "")
+
+
 def _require(rec: Mapping[str, Any], key: str, path: Path | str, line: int) -> Any:
     value = rec.get(key)
     if value is None or value == "":
@@ -148,8 +153,8 @@ def _messages(value: Any, default_role: Role, path: Path | str, line: int, key: 
     for i, m in enumerate(value):
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
             raise DataError(path, line, f"'{key}[{i}]' must be an object with 'role' and 'content'")
-        if m["role"] not in _ROLES:
-            raise DataError(path, line, f"'{key}[{i}].role' is '{m['role']}', expected one of {sorted(_ROLES)}")
+        if not isinstance(m["role"], str) or m["role"] not in _ROLES:
+            raise DataError(path, line, f"'{key}[{i}].role' is {m['role']!r}, expected one of {sorted(_ROLES)}")
         if not isinstance(m["content"], str):
             raise DataError(path, line, f"'{key}[{i}].content' must be a string")
         out.append(cast(Message, {"role": m["role"], "content": m["content"]}))
@@ -167,7 +172,7 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
     for line, rec in read_records(path):
-        if rec.get("messages") is not None:
+        if _present(rec, "messages"):
             messages = _messages(rec["messages"], "user", path, line, "messages")
             text = None
         else:
@@ -178,17 +183,16 @@ def load_prompts(path: str | Path) -> list[Prompt]:
                 messages, text = _messages(value, "user", path, line, "prompt"), None
         if messages is not None and messages[-1]["role"] == "assistant":
             raise DataError(path, line, "the last message must not be the assistant's")
-        raw_id = rec.get("id")
-        pid = str(raw_id) if raw_id not in (None, "") else text_id(text or json.dumps(messages))
+        pid = str(rec["id"]) if _present(rec, "id") else text_id(text or json.dumps(messages))
         if pid in seen:
-            if raw_id not in (None, ""):
+            if _present(rec, "id"):
                 raise DataError(path, line, f"'id' {pid!r} repeats line {seen[pid]}")
             pid = f"{pid}-{line}"
         seen[pid] = line
         label = rec.get("label")
         if label in ("", None):
             label = None
-        elif label not in _LABELS:
+        elif not isinstance(label, str) or label not in _LABELS:
             raise DataError(path, line, f"'label' is {label!r}, expected 'harmful' or 'benign'")
         known = {"id", "prompt", "messages", "category", "label", "source"}
         prompts.append(
@@ -217,7 +221,7 @@ def load_sft(path: str | Path) -> list[SFTExample]:
     """SFT data: `messages` ending in an assistant turn, or `prompt` + `completion`."""
     out: list[SFTExample] = []
     for line, rec in read_records(path):
-        if rec.get("messages") is not None:
+        if _present(rec, "messages"):
             msgs = _messages(rec["messages"], "user", path, line, "messages")
         else:
             prompt, reply = _prompt_and_reply(rec, "completion", path, line)
@@ -236,7 +240,7 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
     for line, rec in read_records(path):
         chosen_raw = _require(rec, "chosen", path, line)
         rejected_raw = _require(rec, "rejected", path, line)
-        if rec.get("prompt") in (None, ""):
+        if not _present(rec, "prompt"):
             chosen_full = _messages(chosen_raw, "assistant", path, line, "chosen")
             rejected_full = _messages(rejected_raw, "assistant", path, line, "rejected")
             k = 0
@@ -250,8 +254,15 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
         else:
             prompt, chosen = _prompt_and_reply(rec, "chosen", path, line)
             rejected = _messages(rejected_raw, "assistant", path, line, "rejected")
-        weight = rec.get("chosen_weight")
-        if weight is not None and not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
+        weight = rec.get("chosen_weight") if _present(rec, "chosen_weight") else None
+        if isinstance(weight, str):
+            try:
+                weight = float(weight)
+            except ValueError:
+                pass
+        if weight is not None and not (
+            isinstance(weight, int | float) and not isinstance(weight, bool) and 0.0 <= weight <= 1.0
+        ):
             raise DataError(path, line, "'chosen_weight' must be a number in [0, 1]")
         out.append(PreferencePair(prompt, chosen, rejected, None if weight is None else float(weight)))
     return out
@@ -306,6 +317,9 @@ def write_records(path: str | Path, records: Iterable[Record]) -> Path:
     """Write records whole and atomically, in the format the suffix names (a folder: HF dataset)."""
     p = Path(path)
     rows = list(records)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    # Columnar formats take their schema from every record, not the first: absent fields become null.
+    full_rows = [{k: r.get(k) for k in columns} for r in rows]
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
@@ -314,7 +328,7 @@ def write_records(path: str | Path, records: Iterable[Record]) -> Path:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+            pq.write_table(pa.Table.from_pylist(full_rows), tmp)
         else:
             with tmp.open("w", encoding="utf-8", newline="") as f:
                 if suffix == ".json":
@@ -328,7 +342,7 @@ def write_records(path: str | Path, records: Iterable[Record]) -> Path:
     elif suffix == "":
         import datasets
 
-        datasets.Dataset.from_list(rows).save_to_disk(str(p))
+        datasets.Dataset.from_list(full_rows).save_to_disk(str(p))
     else:
         raise DataError(p, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)")
     return p
@@ -358,7 +372,8 @@ def read_done(path: str | Path, key: str = "id") -> dict[str, Record]:
     if keep != len(data):
         with p.open("r+b") as f:
             f.truncate(keep)
-    for n, raw in enumerate(data[:keep].decode("utf-8").splitlines(), start=1):
+    # Only "\n" ends a record: replies may hold U+2028 and friends, which str.splitlines also splits on.
+    for n, raw in enumerate(data[:keep].decode("utf-8").split("\n"), start=1):
         if not raw.strip():
             continue
         try:

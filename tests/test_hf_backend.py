@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from alignkit.backends.base import ScoringBackend
+from alignkit.backends.hf import HFBackend, render_chat
+from alignkit.types import GenerationParams, user, with_system
+
+PROMPTS = [
+    "Hi",
+    "Write a thank-you note to my neighbour for watering the plants while I was away.",
+    "What is 2+2?",
+    "List three fruits.",
+    "Explain how a bicycle gear works in simple words, for a child of eight.",
+    "Say yes.",
+]
+
+
+def convs() -> list:
+    return [[user(p)] for p in PROMPTS]
+
+
+def test_is_a_scoring_backend(tiny_backend: HFBackend) -> None:
+    assert isinstance(tiny_backend, ScoringBackend)
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_backend: HFBackend) -> None:
+    params = GenerationParams(max_new_tokens=12)
+    batched = tiny_backend.generate(convs(), params)
+    single = [tiny_backend.generate([c], params)[0] for c in convs()]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+    assert all(c.prompt_tokens == len(tiny_backend.encode(conv)) for c, conv in zip(batched, convs(), strict=True))
+
+
+def test_results_come_back_in_input_order_and_through_the_callback(tiny_backend: HFBackend) -> None:
+    seen: dict[int, str] = {}
+    params = GenerationParams(max_new_tokens=5)
+    out = tiny_backend.generate(convs(), params, on_result=lambda i, c: seen.__setitem__(i, c.text))
+    assert sorted(seen) == list(range(len(PROMPTS)))
+    assert [seen[i] for i in range(len(PROMPTS))] == [c.text for c in out]
+    assert out[0].text == tiny_backend.generate([convs()[0]], params)[0].text
+
+
+def test_max_new_tokens_and_finish_reason(tiny_backend: HFBackend) -> None:
+    out = tiny_backend.generate(convs(), GenerationParams(max_new_tokens=3))
+    for c in out:
+        assert c.completion_tokens <= 3
+        assert c.finish_reason == ("length" if c.completion_tokens == 3 else "stop")
+
+
+def test_generation_logprobs_match_a_plain_forward_pass(tiny_backend: HFBackend) -> None:
+    """Independent check: re-run the model once on prompt + generated ids, no padding, no cache."""
+    conv = convs()[1]
+    c = tiny_backend.generate([conv, convs()[0]], GenerationParams(max_new_tokens=6, logprobs=True))[0]
+    assert c.token_logprobs is not None and len(c.token_logprobs) == c.completion_tokens
+    prompt_ids = tiny_backend.encode(conv)
+    gen = tiny_backend.model.generate(
+        input_ids=torch.tensor([prompt_ids]), max_new_tokens=6, do_sample=False, pad_token_id=tiny_backend.pad_id
+    )[0, len(prompt_ids) :].tolist()[: c.completion_tokens]
+    logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + gen])).logits[0]
+    logps = torch.log_softmax(logits.float(), -1)
+    expected = [logps[len(prompt_ids) - 1 + k, t].item() for k, t in enumerate(gen)]
+    assert c.token_logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_score_matches_hand_computation_and_is_batch_invariant(tiny_backend: HFBackend) -> None:
+    replies = ["Sure, here it is.", "No.", "A much longer reply that has many more tokens than the others do."]
+    cs = convs()[:3]
+    batched = tiny_backend.score(cs, replies)
+    for conv, reply, s in zip(cs, replies, batched, strict=True):
+        prompt_ids = tiny_backend.encode(conv)
+        reply_ids = tiny_backend.tokenizer(reply, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + reply_ids])).logits[0]
+        logps = torch.log_softmax(logits.float(), -1)
+        expected = sum(logps[len(prompt_ids) - 1 + k, t].item() for k, t in enumerate(reply_ids))
+        assert s.num_tokens == len(reply_ids)
+        assert s.logprob == pytest.approx(expected, abs=1e-4)
+        assert s.logprob == pytest.approx(tiny_backend.score([conv], [reply])[0].logprob, abs=1e-4)
+    with_eos = tiny_backend.score(cs[:1], replies[:1], include_eos=True)[0]
+    assert with_eos.num_tokens == batched[0].num_tokens + 1
+    assert with_eos.logprob < batched[0].logprob
+    assert all(math.isfinite(x) for x in with_eos.token_logprobs)
+
+
+def test_seeded_sampling_repeats_and_differs_from_greedy(tiny_backend: HFBackend) -> None:
+    sample = GenerationParams(max_new_tokens=10, temperature=1.0, seed=7)
+    a = [c.text for c in tiny_backend.generate(convs(), sample)]
+    b = [c.text for c in tiny_backend.generate(convs(), sample)]
+    greedy = [c.text for c in tiny_backend.generate(convs(), GenerationParams(max_new_tokens=10))]
+    assert a == b
+    assert a != greedy
+
+
+def test_stop_strings_cut_the_reply(tiny_backend: HFBackend) -> None:
+    free = tiny_backend.generate(convs()[:1], GenerationParams(max_new_tokens=16))[0]
+    assert len(free.text) > 4
+    stop = free.text[2:4]
+    cut = tiny_backend.generate(convs()[:1], GenerationParams(max_new_tokens=16, stop=[stop]))[0]
+    assert stop not in cut.text
+    assert free.text.startswith(cut.text)
+    assert cut.finish_reason == "stop"
+
+
+def test_system_prompt_reaches_the_template(tiny_backend: HFBackend) -> None:
+    conv = with_system([user("Hello")], "You are terse.")
+    text = render_chat(tiny_backend.tokenizer, conv)
+    assert "You are terse." in text
+    assert text.endswith("<|im_start|>assistant\n")
+    # SmolLM2's template adds its own default system prompt only when none is given.
+    assert "SmolLM" in render_chat(tiny_backend.tokenizer, [user("Hello")])
+    assert "SmolLM" not in text
+
+
+def test_model_object_needs_a_tokenizer(tiny_backend: HFBackend) -> None:
+    with pytest.raises(ValueError, match="tokenizer"):
+        HFBackend(tiny_backend.model)
