@@ -28,7 +28,9 @@ def lines(path: Path) -> list[dict]:
 
 def test_writes_one_line_per_prompt_with_trl_fields(tmp_path: Path) -> None:
     src = tmp_path / "p.jsonl"
-    src.write_text(json.dumps({"id": "a", "prompt": "hello", "category": "ordinary", "label": "benign"}) + "\n")
+    src.write_text(
+        json.dumps({"id": "a", "prompt": "hello", "category": "ordinary", "label": "benign"}) + "\n"
+    )
     backend = MockBackend({"hello": "hi there"})
     s = generate_file(backend, src, tmp_path / "out.jsonl", GenerationParams(), system="Be nice.")
     assert (s.written, s.skipped, s.failed) == (1, 0, 0)
@@ -76,17 +78,21 @@ def test_builtin_demo_prompts_load() -> None:
     assert {p.label for p in prompts} == {"harmful", "benign"}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "alignkit", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
 
 
-def test_cli_kill_and_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path, tiny_model_path: Path) -> None:
+def test_cli_kill_and_rerun_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
     src = write_prompts(tmp_path / "p.jsonl", 40)
     out = tmp_path / "out.jsonl"
-    args = ["-m", "alignkit", "generate", "--model", str(tiny_model_path), "--prompts", str(src), "--out", str(out),
-            "--max-new-tokens", "24", "--batch-size", "2"]  # fmt: skip
+    args = ["-m", "alignkit", "generate", "--model", str(tiny_model_path), "--prompts", str(src),
+            "--out", str(out), "--max-new-tokens", "24", "--batch-size", "2"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 6):
@@ -114,7 +120,17 @@ def test_cli_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
     from .servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
-    r = run_cli("generate", "--backend", "openai", "--model", "m", "--base-url", url, "--out", str(tmp_path / "o.jsonl"))
+    r = run_cli(
+        "generate",
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        url,
+        "--out",
+        str(tmp_path / "o.jsonl"),
+    )
     assert r.returncode == 2
     assert "unreachable after" in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error:")
@@ -135,6 +151,13 @@ def test_cli_bad_data_is_one_line_and_keeps_earlier_results(tmp_path: Path) -> N
 
 
 def test_every_command_has_help() -> None:
-    for cmd in (["generate"], ["serve"], ["models"], ["models", "list"], ["models", "pull"], ["models", "info"]):
+    for cmd in (
+        ["generate"],
+        ["serve"],
+        ["models"],
+        ["models", "list"],
+        ["models", "pull"],
+        ["models", "info"],
+    ):
         r = run_cli(*cmd, "--help", timeout=60)
         assert r.returncode == 0 and "Usage" in r.stdout, cmd

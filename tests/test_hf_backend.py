@@ -33,7 +33,9 @@ def test_batched_greedy_equals_one_at_a_time(tiny_backend: HFBackend) -> None:
     single = [tiny_backend.generate([c], params)[0] for c in convs()]
     assert [c.text for c in batched] == [c.text for c in single]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
-    assert all(c.prompt_tokens == len(tiny_backend.encode(conv)) for c, conv in zip(batched, convs(), strict=True))
+    assert all(
+        c.prompt_tokens == len(tiny_backend.encode(conv)) for c, conv in zip(batched, convs(), strict=True)
+    )
 
 
 def test_results_come_back_in_input_order_and_through_the_callback(tiny_backend: HFBackend) -> None:
@@ -59,7 +61,10 @@ def test_generation_logprobs_match_a_plain_forward_pass(tiny_backend: HFBackend)
     assert c.token_logprobs is not None and len(c.token_logprobs) == c.completion_tokens
     prompt_ids = tiny_backend.encode(conv)
     gen = tiny_backend.model.generate(
-        input_ids=torch.tensor([prompt_ids]), max_new_tokens=6, do_sample=False, pad_token_id=tiny_backend.pad_id
+        input_ids=torch.tensor([prompt_ids]),
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=tiny_backend.pad_id,
     )[0, len(prompt_ids) :].tolist()[: c.completion_tokens]
     logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + gen])).logits[0]
     logps = torch.log_softmax(logits.float(), -1)
@@ -68,7 +73,11 @@ def test_generation_logprobs_match_a_plain_forward_pass(tiny_backend: HFBackend)
 
 
 def test_score_matches_hand_computation_and_is_batch_invariant(tiny_backend: HFBackend) -> None:
-    replies = ["Sure, here it is.", "No.", "A much longer reply that has many more tokens than the others do."]
+    replies = [
+        "Sure, here it is.",
+        "No.",
+        "A much longer reply that has many more tokens than the others do.",
+    ]
     cs = convs()[:3]
     batched = tiny_backend.score(cs, replies)
     for conv, reply, s in zip(cs, replies, batched, strict=True):

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from alignkit import __version__
@@ -28,37 +36,55 @@ console = Console()
 err = Console(stderr=True)
 
 
-class BackendChoice(str, Enum):
+class BackendChoice(StrEnum):
     hf = "hf"
     openai = "openai"
     vllm = "vllm"
 
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Registry name, HF folder, .gguf file, hub id, or the endpoint's model name.")
+    str,
+    typer.Option(
+        "--model", "-m", help="Registry name, HF folder, .gguf file, hub id, or the endpoint's model name."
+    ),
 ]
-BackendOpt = Annotated[BackendChoice, typer.Option(help="hf: transformers here; openai: an endpoint; vllm: GPU.")]
+BackendOpt = Annotated[
+    BackendChoice, typer.Option(help="hf: transformers here; openai: an endpoint; vllm: GPU.")
+]
 BaseUrlOpt = Annotated[
-    str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (else $OPENAI_BASE_URL).")
+    str | None,
+    typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (else $OPENAI_BASE_URL)."),
 ]
 ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable that holds the endpoint's API key.")]
-BatchOpt = Annotated[int, typer.Option(help="hf: prompts per batch; openai: requests in flight.")]
+BatchOpt = Annotated[int, typer.Option(help="hf: prompts per batch (sorted by length).")]
+ConcurrencyOpt = Annotated[int, typer.Option(help="openai: requests in flight at once.")]
 
 
-def _backend(backend: BackendChoice, model: str, batch_size: int, base_url: str | None, api_key_env: str) -> Any:
+def _backend(
+    backend: BackendChoice,
+    model: str,
+    batch_size: int,
+    concurrency: int,
+    base_url: str | None,
+    api_key_env: str,
+) -> Any:
     from alignkit.backends import make_backend
 
     if backend is BackendChoice.hf:
         return make_backend("hf", model, batch_size=batch_size)
     if backend is BackendChoice.openai:
-        return make_backend("openai", model, base_url=base_url, api_key_env=api_key_env, concurrency=batch_size)
+        return make_backend(
+            "openai", model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency
+        )
     return make_backend("vllm", model)
 
 
 @app.command()
 def generate(
     model: ModelOpt = "smollm2-135m-instruct",
-    prompts: Annotated[str, typer.Option(help="Prompt file (JSONL/CSV/Parquet/HF folder) or a built-in: demo.")] = "demo",
+    prompts: Annotated[
+        str, typer.Option(help="Prompt file (JSONL/CSV/Parquet/HF folder) or a built-in: demo.")
+    ] = "demo",
     out: Annotated[Path, typer.Option(help="Results JSONL; rerunning skips the ids already in it.")] = Path(
         "runs/generate.jsonl"
     ),
@@ -70,7 +96,8 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     logprobs: Annotated[bool, typer.Option(help="Record each generated token's log-probability.")] = False,
-    batch_size: BatchOpt = 16,
+    batch_size: BatchOpt = 32,
+    concurrency: ConcurrencyOpt = 8,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
 ) -> None:
@@ -87,7 +114,7 @@ def generate(
         logprobs=logprobs,
     )
     with err.status(f"loading {model} ..."):
-        b = _backend(backend, model, batch_size, base_url, api_key_env)
+        b = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
     columns = (
         TextColumn("generating"),
         BarColumn(),
@@ -125,7 +152,8 @@ def serve(
     backend: BackendOpt = BackendChoice.hf,
     host: str = "127.0.0.1",
     port: int = 8000,
-    batch_size: BatchOpt = 16,
+    batch_size: BatchOpt = 32,
+    concurrency: ConcurrencyOpt = 8,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
 ) -> None:
@@ -133,7 +161,7 @@ def serve(
     from alignkit.serve import serve as run_server
 
     with err.status(f"loading {model} ..."):
-        b = _backend(backend, model, batch_size, base_url, api_key_env)
+        b = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
     run_server(b, host=host, port=port)
 
 
@@ -160,7 +188,9 @@ def models_pull(model: Annotated[str, typer.Argument(help="Registry name or a .g
 
 
 @models_app.command("info")
-def models_info(model: Annotated[str, typer.Argument(help="Registry name, HF folder, .gguf file or hub id.")]) -> None:
+def models_info(
+    model: Annotated[str, typer.Argument(help="Registry name, HF folder, .gguf file or hub id.")],
+) -> None:
     """Architecture, sizes and files of a model, without loading its weights."""
     from alignkit.models import info
 
@@ -175,12 +205,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     pass
 
 
 def main() -> None:
+    # Our own progress display replaces the libraries' per-tensor bars and advisory chatter.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except AlignkitError as e:

@@ -8,6 +8,7 @@ message lists), `label` for unpaired data. Every problem is reported as one loca
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -54,10 +55,11 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        for i, row in enumerate(pq.read_table(p).to_pylist(), start=1):
-            yield i, row
+        yield from enumerate(pq.read_table(p).to_pylist(), start=1)
     else:
-        raise DataError(path, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)")
+        raise DataError(
+            path, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)"
+        )
 
 
 def _read_jsonl(p: str | Path) -> Iterator[tuple[int, Record]]:
@@ -154,7 +156,9 @@ def _messages(value: Any, default_role: Role, path: Path | str, line: int, key: 
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
             raise DataError(path, line, f"'{key}[{i}]' must be an object with 'role' and 'content'")
         if not isinstance(m["role"], str) or m["role"] not in _ROLES:
-            raise DataError(path, line, f"'{key}[{i}].role' is {m['role']!r}, expected one of {sorted(_ROLES)}")
+            raise DataError(
+                path, line, f"'{key}[{i}].role' is {m['role']!r}, expected one of {sorted(_ROLES)}"
+            )
         if not isinstance(m["content"], str):
             raise DataError(path, line, f"'{key}[{i}].content' must be a string")
         out.append(cast(Message, {"role": m["role"], "content": m["content"]}))
@@ -256,10 +260,8 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
             rejected = _messages(rejected_raw, "assistant", path, line, "rejected")
         weight = rec.get("chosen_weight") if _present(rec, "chosen_weight") else None
         if isinstance(weight, str):
-            try:
+            with contextlib.suppress(ValueError):
                 weight = float(weight)
-            except ValueError:
-                pass
         if weight is not None and not (
             isinstance(weight, int | float) and not isinstance(weight, bool) and 0.0 <= weight <= 1.0
         ):

@@ -143,7 +143,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = gguf.stem
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,9 @@ def resolve(model: str, *, convert: bool = True) -> str:
     if _is_hf_folder(p):
         return str(p)
     if p.exists():
-        raise ModelNotFound(f"'{model}' is neither a Hugging Face model folder (config.json) nor a .gguf file")
+        raise ModelNotFound(
+            f"'{model}' is neither a Hugging Face model folder (config.json) nor a .gguf file"
+        )
     if _looks_like_hub_id(model):
         return model
     known = ", ".join(sorted(REGISTRY))
@@ -213,7 +215,7 @@ def load_model_and_tokenizer(
         raise ModelNotFound(f"could not load '{model}': {first}") from None
     if device is not None:
         lm = lm.to(device)  # type: ignore[arg-type]
-    lm.eval()
+    lm.eval()  # type: ignore[no-untyped-call]
     return lm, tokenizer
 
 

@@ -20,8 +20,9 @@ def render_chat(
 ) -> str:
     """The prompt text the model sees: its chat template, or a plain transcript for base models."""
     if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": m["role"], "content": m["content"]} for m in conversation]
         text = tokenizer.apply_chat_template(
-            list(conversation), tokenize=False, add_generation_prompt=add_generation_prompt
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
         return str(text)
     lines = [f"{m['role']}: {m['content']}" for m in conversation]
@@ -40,7 +41,7 @@ class HFBackend:
         model: str | PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase | None = None,
         *,
-        batch_size: int = 16,
+        batch_size: int = 32,
         device: str | None = None,
         dtype: Any = None,
         name: str | None = None,
@@ -83,7 +84,7 @@ class HFBackend:
         from transformers import GenerationConfig
 
         encoded = [self.encode(c) for c in conversations]
-        config = GenerationConfig(
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
             max_new_tokens=params.max_new_tokens,
             do_sample=not params.greedy,
             temperature=params.temperature if not params.greedy else None,
@@ -106,7 +107,8 @@ class HFBackend:
             for row, i in enumerate(idx):
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
-            out = self.model.generate(
+            model: Any = self.model
+            out = model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 generation_config=config,
@@ -133,7 +135,7 @@ class HFBackend:
             if t in self.eos_ids:
                 n, reason = k, "stop"
                 break
-        text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+        text = str(self.tokenizer.decode(tokens[:n], skip_special_tokens=True))
         for s in params.stop:
             cut = text.find(s)
             if cut >= 0:

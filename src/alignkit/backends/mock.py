@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from alignkit.backends.base import OnResult
-from alignkit.types import Completion, Conversation, GenerationParams
+from alignkit.types import Completion, Conversation, FinishReason, GenerationParams
 
 Script = Sequence[str | Exception] | Mapping[str, str | Exception] | Callable[[Conversation], str | Exception]
 
@@ -52,7 +52,7 @@ class MockBackend:
                 c = Completion(text="", finish_reason="error", error=str(reply))
             else:
                 words = reply.split()
-                reason = "length" if len(words) > params.max_new_tokens else "stop"
+                reason: FinishReason = "length" if len(words) > params.max_new_tokens else "stop"
                 text = " ".join(words[: params.max_new_tokens]) if reason == "length" else reply
                 for s in params.stop:
                     if s in text:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import threading
@@ -37,7 +38,9 @@ class OpenAIBackend:
         name: str | None = None,
     ) -> None:
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip(
+            "/"
+        )
         self.api_key = os.environ.get(api_key_env)
         self.concurrency = concurrency
         self.timeout = timeout
@@ -61,7 +64,9 @@ class OpenAIBackend:
             body["logprobs"] = True
         return body
 
-    async def _one(self, client: httpx.AsyncClient, conversation: Conversation, params: GenerationParams) -> Completion:
+    async def _one(
+        self, client: httpx.AsyncClient, conversation: Conversation, params: GenerationParams
+    ) -> Completion:
         url = f"{self.base_url}/chat/completions"
         last = ""
         last_response: httpx.Response | None = None
@@ -78,19 +83,22 @@ class OpenAIBackend:
                 last_response, last = r, f"HTTP {r.status_code}"
                 continue
             if r.status_code >= 400:
-                return Completion(text="", finish_reason="error", error=f"HTTP {r.status_code}: {r.text[:200]}")
+                return Completion(
+                    text="", finish_reason="error", error=f"HTTP {r.status_code}: {r.text[:200]}"
+                )
             return _parse(r.json())
         if last.startswith("HTTP"):
-            return Completion(text="", finish_reason="error", error=f"{last} after {self.max_retries} retries")
+            return Completion(
+                text="", finish_reason="error", error=f"{last} after {self.max_retries} retries"
+            )
         raise BackendError(f"{url} unreachable after {self.max_retries} retries ({last})")
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None:
-            try:
-                return min(float(response.headers.get("retry-after", "")), 60.0)
-            except ValueError:
-                pass
-        return self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+            header: str = response.headers.get("retry-after", "")
+            with contextlib.suppress(ValueError):
+                return min(float(header), 60.0)
+        return float(self.backoff * 2.0 ** (attempt - 1) * (0.5 + random.random()))
 
     async def agenerate(
         self,

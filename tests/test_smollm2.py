@@ -1,0 +1,75 @@
+"""Slow tests on the real SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignkit.backends.hf import HFBackend
+from alignkit.types import GenerationParams, user
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [
+    "Write a short thank-you note to my neighbour for watering my plants.",
+    "What is the capital of France?",
+    "Give me three tips for sleeping better.",
+    "Explain what a prime number is.",
+    "Name two colours of the rainbow.",
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> HFBackend:
+    return HFBackend("smollm2-135m-instruct", batch_size=8)
+
+
+def test_answers_like_a_chat_model(smollm2: HFBackend) -> None:
+    out = smollm2.generate([[user(p)] for p in PROMPTS[:2]], GenerationParams(max_new_tokens=48))
+    assert "neighbo" in out[0].text.lower()
+    assert "paris" in out[1].text.lower()
+    assert all(c.finish_reason in ("stop", "length") and c.ok for c in out)
+
+
+def test_batched_greedy_equals_one_at_a_time(smollm2: HFBackend) -> None:
+    params = GenerationParams(max_new_tokens=24)
+    convs = [[user(p)] for p in PROMPTS]
+    batched = [c.text for c in smollm2.generate(convs, params)]
+    single = [smollm2.generate([c], params)[0].text for c in convs]
+    assert batched == single
+
+
+def test_generation_logprobs_equal_the_score_of_the_reply(smollm2: HFBackend) -> None:
+    convs = [[user(p)] for p in PROMPTS[:3]]
+    out = smollm2.generate(convs, GenerationParams(max_new_tokens=16, logprobs=True))
+    scored = smollm2.score(convs, [c.text for c in out])
+    for c, s in zip(out, scored, strict=True):
+        assert c.token_logprobs is not None
+        if s.num_tokens == len(c.token_logprobs):  # the text re-tokenizes to the same ids
+            assert s.logprob == pytest.approx(sum(c.token_logprobs), abs=1e-3)
+    assert sum(s.num_tokens == c.completion_tokens for c, s in zip(out, scored, strict=True)) >= 2
+
+
+def test_main_job_runs_from_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "demo.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "alignkit",
+        "generate",
+        "--prompts",
+        "demo",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "32",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 10 and all(rec["completion"].strip() for rec in recs)
+    assert {rec["model"] for rec in recs} == {"smollm2-135m-instruct"}
