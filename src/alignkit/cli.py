@@ -32,6 +32,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model registry and cache ($ALIGNKIT_HOME).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+judge_app = typer.Typer(
+    help="Judges: measure how well they agree with labelled replies.", no_args_is_help=True
+)
+app.add_typer(judge_app, name="judge")
 console = Console()
 err = Console(stderr=True)
 
@@ -163,6 +167,208 @@ def serve(
     with err.status(f"loading {model} ..."):
         b = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
     run_server(b, host=host, port=port)
+
+
+SuiteOpt = Annotated[
+    str, typer.Option(help="Built-in suite (default) or a file: XSTest/HarmBench/AdvBench CSV, or JSONL.")
+]
+SplitOpt = Annotated[str, typer.Option(help="Suite split to measure on: test, train or all.")]
+JudgeOpt = Annotated[str, typer.Option(help="embedding (default), patterns, or llm:<model>.")]
+ProfileOpt = Annotated[
+    str, typer.Option(help="general, healthcare, legal, finance, creative, or a YAML file.")
+]
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+def _posture_config(
+    suite: str,
+    split: str,
+    max_new_tokens: int,
+    system: str | None,
+    samples: int,
+    temperature: float,
+    limit: int | None,
+) -> Any:
+    from alignkit.posture import PostureConfig
+
+    if split not in ("train", "test", "all"):
+        raise AlignkitError(f"--split is '{split}': use train, test or all")
+    return PostureConfig(
+        suite=suite,
+        split=split,  # type: ignore[arg-type]
+        max_new_tokens=max_new_tokens,
+        system=system,
+        samples=samples,
+        temperature=temperature,
+        limit=limit,
+    )
+
+
+def _run_with_bar(fn: Any) -> Any:
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return fn(progress)
+
+
+def _print_rates(result: Any) -> None:
+    table = Table("category", "harmful compliance", "over-refusal", "n harmful", "n benign")
+    for s in result.worst_of_k or result.greedy:
+        h, o = s.harmful_compliance_rate, s.over_refusal_rate
+        table.add_row(
+            s.category,
+            f"{h.rate:.1%} [{h.low:.1%}, {h.high:.1%}]" if h.n else "-",
+            f"{o.rate:.1%} [{o.low:.1%}, {o.high:.1%}]" if o.n else "-",
+            str(h.n),
+            str(o.n),
+        )
+    console.print(table)
+    v = result.verdict
+    verdict = "[green]PASS[/green]" if v.passed else "[red]FAIL[/red]"
+    failing = ", ".join(sorted({f.category for f in v.failures}))
+    console.print(f"profile {v.profile}: {verdict}" + (f" (failing: {failing})" if failing else ""))
+
+
+@app.command()
+def posture(
+    model: ModelOpt = "smollm2-135m-instruct",
+    out: Annotated[Path, typer.Option(help="Run folder: alignkit.sqlite, posture.json, report.html.")] = Path(
+        "runs/posture"
+    ),
+    backend: BackendOpt = BackendChoice.hf,
+    suite: SuiteOpt = "default",
+    split: SplitOpt = "test",
+    judge: JudgeOpt = "embedding",
+    profile: ProfileOpt = "general",
+    system: Annotated[str | None, typer.Option(help="System prompt put before every prompt.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 160,
+    samples: Annotated[int, typer.Option(min=0, help="Extra sampled replies per prompt (worst-of-k).")] = 0,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of the extra samples.")] = 0.7,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts of each label.")] = None,
+    batch_size: BatchOpt = 32,
+    concurrency: ConcurrencyOpt = 8,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+) -> None:
+    """Measure harmful compliance and over-refusal per category, against a workload profile."""
+    from alignkit.judges import make_judge
+    from alignkit.posture import measure
+    from alignkit.profiles import load_profile
+
+    cfg = _posture_config(suite, split, max_new_tokens, system, samples, temperature, limit)
+    prof = load_profile(profile)
+    with err.status(f"loading {model} and the {judge} judge ..."):
+        b = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
+        j = make_judge(judge)
+    result = _run_with_bar(lambda progress: measure(b, j, prof, cfg, out, progress))
+    _print_rates(result)
+    console.print(f"wrote {out / 'posture.json'} and {out / 'report.html'}")
+
+
+@app.command()
+def compare(
+    models: Annotated[
+        list[str], typer.Argument(help="Two or more models (registry names, folders, .gguf, hub ids).")
+    ],
+    out: Annotated[Path, typer.Option(help="Run folder shared by all models.")] = Path("runs/compare"),
+    backend: BackendOpt = BackendChoice.hf,
+    suite: SuiteOpt = "default",
+    split: SplitOpt = "test",
+    judge: JudgeOpt = "embedding",
+    profile: ProfileOpt = "general",
+    system: Annotated[str | None, typer.Option(help="System prompt put before every prompt.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 160,
+    samples: Annotated[int, typer.Option(min=0, help="Extra sampled replies per prompt (worst-of-k).")] = 0,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.7,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts of each label.")] = None,
+    batch_size: BatchOpt = 32,
+    concurrency: ConcurrencyOpt = 8,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+) -> None:
+    """Measure several models on one suite: one table, the Pareto front, the recommendation."""
+    from alignkit.judges import make_judge
+    from alignkit.posture import compare as compare_models
+    from alignkit.profiles import load_profile
+
+    if len(models) < 2:
+        raise AlignkitError("compare needs at least two models")
+    cfg = _posture_config(suite, split, max_new_tokens, system, samples, temperature, limit)
+    prof = load_profile(profile)
+    with err.status("loading the judge ..."):
+        j = make_judge(judge)
+
+    def load(m: str) -> Any:
+        with err.status(f"loading {m} ..."):
+            return _backend(backend, m, batch_size, concurrency, base_url, api_key_env)
+
+    results, front, rec = _run_with_bar(
+        lambda progress: compare_models(models, load, j, prof, cfg, out, progress)
+    )
+    table = Table("model", "harmful compliance", "over-refusal", f"profile {prof.name}", "Pareto")
+    for r in results:
+        h, o = r.headline().harmful_compliance_rate, r.headline().over_refusal_rate
+        table.add_row(
+            r.model,
+            f"{h.rate:.1%} [{h.low:.1%}, {h.high:.1%}]",
+            f"{o.rate:.1%} [{o.low:.1%}, {o.high:.1%}]",
+            "pass" if r.verdict.passed else f"fail ({len(r.verdict.failures)})",
+            "yes" if r.model in front else "",
+        )
+    console.print(table)
+    console.print(f"recommended: {rec[0]} ({rec[1]})")
+    console.print(f"wrote {out / 'compare.json'} and {out / 'report.html'}")
+
+
+@judge_app.command("calibrate")
+def judge_calibrate(
+    judge: JudgeOpt = "embedding",
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Labelled CSV/JSONL (response, label[, prompt]); default: the built-in test split."
+        ),
+    ] = None,
+) -> None:
+    """Accuracy, per-class precision and recall, and the confusion matrix of a judge."""
+    from alignkit.judges import make_judge
+    from alignkit.judges.calibrate import calibrate
+    from alignkit.judges.labels import builtin_labelled, load_labelled
+
+    examples = load_labelled(labels) if labels else [e for e in builtin_labelled() if e.split == "test"]
+    with err.status(f"judging {len(examples)} replies with {judge} ..."):
+        cal = calibrate(make_judge(judge), examples)
+    console.print(
+        f"{cal.judge} on {labels or 'built-in test split'}: n={cal.n}, errors={cal.errors}, "
+        f"accuracy={cal.accuracy:.3f}, refusal-vs-compliance accuracy={cal.binary_accuracy:.3f}"
+    )
+    outcomes = list(cal.confusion)
+    table = Table("true \\ judged", *outcomes, "error", "precision", "recall")
+    for t in outcomes:
+        row = cal.confusion[t]
+        table.add_row(
+            t,
+            *(str(row[o]) for o in outcomes),
+            str(row["error"]),
+            f"{cal.precision[t]:.3f}",
+            f"{cal.recall[t]:.3f}",
+        )
+    console.print(table)
 
 
 @models_app.command("list")
