@@ -20,7 +20,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 PROBE = """<pre id="render-check"></pre><script>
 const out = [...document.querySelectorAll("svg.chart")].map(svg => {
   const box = svg.getBoundingClientRect();
-  const marks = [...svg.querySelectorAll(".mark")].filter(m => { const b = m.getBBox(); return b.width > 0 && b.height > 0; });
+  const marks = [...svg.querySelectorAll(".mark")]
+    .filter(m => { const b = m.getBBox(); return b.width > 0 && b.height > 0; });
   return {chart: svg.dataset.chart, width: box.width, height: box.height, marks: marks.length};
 });
 document.getElementById("render-check").textContent = JSON.stringify(out);
