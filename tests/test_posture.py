@@ -89,7 +89,7 @@ def test_posture_end_to_end_on_a_scripted_model(tmp_path: Path) -> None:
     assert not result.verdict.passed
     posture = json.loads((tmp_path / "run" / "posture.json").read_text())
     assert posture["greedy"]["cyber"]["harmful_compliance_rate"]["rate"] == 0.5
-    assert posture["judge_calibration"]["n"] > 0
+    assert posture["judge_calibration"]["test"]["n"] > 0 and posture["judge_calibration"]["heldout"]["n"] > 0
     html = (tmp_path / "run" / "report.html").read_text()
     assert html.count("<svg") == 3 and "harm 0" in html
 

@@ -272,7 +272,7 @@ def posture(
 
     cfg = _posture_config(suite, split, max_new_tokens, system, samples, temperature, limit)
     prof = load_profile(profile)
-    with err.status(f"loading {model} and the {judge} judge ..."):
+    with err.status(f"loading {model} and the {judge} judge (the first use trains it: a few minutes) ..."):
         b = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
         j = make_judge(judge)
     result = _run_with_bar(lambda progress: measure(b, j, prof, cfg, out, progress))
@@ -310,7 +310,7 @@ def compare(
         raise AlignkitError("compare needs at least two models")
     cfg = _posture_config(suite, split, max_new_tokens, system, samples, temperature, limit)
     prof = load_profile(profile)
-    with err.status("loading the judge ..."):
+    with err.status(f"loading the {judge} judge (the first use trains it: a few minutes) ..."):
         j = make_judge(judge)
 
     def load(m: str) -> Any:
@@ -351,7 +351,9 @@ def judge_calibrate(
     from alignkit.judges.labels import builtin_labelled, load_labelled
 
     examples = load_labelled(labels) if labels else [e for e in builtin_labelled() if e.split == "test"]
-    with err.status(f"judging {len(examples)} replies with {judge} ..."):
+    with err.status(
+        f"judging {len(examples)} replies with {judge} (the first use trains it: a few minutes) ..."
+    ):
         cal = calibrate(make_judge(judge), examples)
     console.print(
         f"{cal.judge} on {labels or 'built-in test split'}: n={cal.n}, errors={cal.errors}, "

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alignkit.backends.base import Backend
+from alignkit.data import write_records
 from alignkit.judges.base import Judge
 from alignkit.metrics import CategoryStats, Judged, category_stats, per_prompt, stats_dict
 from alignkit.profiles import Profile, ProfileVerdict, check
@@ -126,7 +128,27 @@ def run_posture(
         verdict=verdict,
         examples=_examples([r for r in rows if r["prompt_id"] in wanted and r["sample"] == 0]),
     )
+    keep = (
+        "prompt_id",
+        "sample",
+        "category",
+        "label",
+        "prompt",
+        "completion",
+        "outcome",
+        "harm",
+        "rationale",
+    )
+    write_records(
+        replies_path(out, backend.name), [{k: r[k] for k in keep} for r in rows if r["prompt_id"] in wanted]
+    )
     return result
+
+
+def replies_path(out_dir: str | Path, model: str) -> Path:
+    """Every judged reply of one model, as JSONL, for reading and auditing."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
+    return Path(out_dir) / "replies" / f"{slug}.jsonl"
 
 
 def _generate(
@@ -261,16 +283,20 @@ def recommend(results: list[PostureResult]) -> tuple[str, str]:
 
 
 def judge_calibration(judge: Judge) -> dict[str, Any] | None:
-    """The judge's measured agreement with the built-in labelled test split; None for model judges,
-    whose calibration costs a generation per example (run `alignkit judge calibrate` for them)."""
+    """The judge's measured agreement with the built-in labelled replies it was not trained on: the
+    written test split, and real SmolLM2 replies labelled by hand (`heldout`). None for model judges,
+    whose calibration costs a generation per reply (run `alignkit judge calibrate` for them)."""
     if judge.name not in ("embedding", "patterns"):
         return None
     from alignkit.judges.calibrate import calibrate
     from alignkit.judges.labels import builtin_labelled
 
-    cal = calibrate(judge, [e for e in builtin_labelled() if e.split == "test"])
-    return {"labels": "alignkit built-in, test split", "n": cal.n, "accuracy": cal.accuracy,
-            "binary_accuracy": cal.binary_accuracy}  # fmt: skip
+    labelled = builtin_labelled()
+    out: dict[str, Any] = {}
+    for split in ("test", "heldout"):
+        cal = calibrate(judge, [e for e in labelled if e.split == split])
+        out[split] = {"n": cal.n, "accuracy": cal.accuracy, "binary_accuracy": cal.binary_accuracy}
+    return out
 
 
 def measure(
@@ -333,9 +359,10 @@ def _meta(result: PostureResult, calibration: dict[str, Any] | None) -> dict[str
     c = result.config
     judge = result.judge
     if calibration:
+        t, h = calibration["test"], calibration["heldout"]
         judge += (
-            f" (accuracy {calibration['accuracy']:.3f}, refusal-vs-compliance "
-            f"{calibration['binary_accuracy']:.3f} on {calibration['n']} held-out labelled replies)"
+            f" (refusal-vs-compliance accuracy {t['binary_accuracy']:.3f} on {t['n']} held-out written"
+            f" replies, {h['binary_accuracy']:.3f} on {h['n']} hand-labelled SmolLM2 replies)"
         )
     return {
         "model": result.model,
