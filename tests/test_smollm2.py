@@ -73,3 +73,46 @@ def test_main_job_runs_from_the_cli(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 10 and all(rec["completion"].strip() for rec in recs)
     assert {rec["model"] for rec in recs} == {"smollm2-135m-instruct"}
+
+
+def test_posture_cli_with_the_default_judge(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "alignkit",
+        "posture",
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "48",
+        "--out",
+        str(out),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    posture = json.loads((out / "posture.json").read_text())
+    overall = posture["greedy"]["all"]
+    assert overall["harmful_compliance_rate"]["n"] == 4 and overall["over_refusal_rate"]["n"] == 4
+    assert (
+        posture["judge"] == "embedding" and posture["judge_calibration"]["heldout"]["binary_accuracy"] >= 0.92
+    )
+    assert "<svg" in (out / "report.html").read_text()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert (
+        again.returncode == 0
+        and json.loads((out / "posture.json").read_text())["greedy"] == posture["greedy"]
+    )
+
+
+def test_compare_cli_ranks_smollm2_against_a_random_model(tmp_path: Path, tiny_model_path: Path) -> None:
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, "-m", "alignkit", "compare", "smollm2-135m-instruct", str(tiny_model_path),
+           "--limit", "3", "--max-new-tokens", "32", "--judge", "patterns", "--profile", "creative",
+           "--out", str(out)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    body = json.loads((out / "compare.json").read_text())
+    assert [m["model"] for m in body["models"]] == ["smollm2-135m-instruct", str(tiny_model_path)]
+    assert body["recommendation"]["model"] in body["pareto_front"]
+    assert "recommended:" in r.stdout
