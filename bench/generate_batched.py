@@ -44,13 +44,9 @@ def peer_loop(backend: HFBackend, texts: list[str], new_tokens: int) -> tuple[li
     outs, tokens = [], 0
     start = time.perf_counter()
     for text in texts:
-        enc = tok.apply_chat_template(
-            [user(text)], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        enc = tok.apply_chat_template([user(text)], add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with torch.inference_mode():
-            seq = model.generate(
-                **enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=backend.pad_id
-            )
+            seq = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=backend.pad_id)
         new = seq[0, enc["input_ids"].shape[1] :].tolist()
         if backend.eos_ids[0] in new:
             new = new[: new.index(backend.eos_ids[0])]

@@ -196,9 +196,7 @@ def test_load_prompts_mixed_text_and_messages_jsonl(tmp_path: Path) -> None:
 
 
 def test_load_prompts_mixed_text_and_messages_csv(tmp_path: Path) -> None:
-    path = write_csv(
-        tmp_path / "p.csv", [{"id": "t", "prompt": "plain"}, {"id": "m", "messages": [u("conv")]}]
-    )
+    path = write_csv(tmp_path / "p.csv", [{"id": "t", "prompt": "plain"}, {"id": "m", "messages": [u("conv")]}])
     assert load_prompts(path) == [Prompt(id="t", text="plain"), Prompt(id="m", messages=[u("conv")])]
 
 
@@ -212,9 +210,7 @@ def test_load_prompts_csv_with_utf8_bom(tmp_path: Path) -> None:
 def test_hf_dataset_dict_uses_train_split(tmp_path: Path) -> None:
     assert datasets is not None
     path = tmp_path / "dd"
-    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"id": "a", "prompt": "x"}])}).save_to_disk(
-        str(path)
-    )
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"id": "a", "prompt": "x"}])}).save_to_disk(str(path))
     assert load_prompts(path) == [Prompt(id="a", text="x")]
 
 
@@ -406,9 +402,7 @@ def test_chosen_weight_valid(tmp_path: Path, weight: Any, expected: float | None
 def test_chosen_weight_invalid(tmp_path: Path, weight: Any) -> None:
     row = {"prompt": "q", "chosen": "c", "rejected": "r", "chosen_weight": weight}
     path = write_jsonl(tmp_path / "p.jsonl", [row])
-    assert (
-        str(error_of(load_preferences, str(path))) == f"{path}:1: 'chosen_weight' must be a number in [0, 1]"
-    )
+    assert str(error_of(load_preferences, str(path))) == f"{path}:1: 'chosen_weight' must be a number in [0, 1]"
 
 
 # ---- load_unpaired -----------------------------------------------------------------------------------------
@@ -472,10 +466,7 @@ def test_missing_chosen_on_line_3(tmp_path: Path) -> None:
 def test_blank_lines_keep_file_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "prefs.jsonl"
     path.write_text(
-        json.dumps({"prompt": "q", "chosen": "c", "rejected": "r"})
-        + "\n\n   \n"
-        + json.dumps({"prompt": "q"})
-        + "\n",
+        json.dumps({"prompt": "q", "chosen": "c", "rejected": "r"}) + "\n\n   \n" + json.dumps({"prompt": "q"}) + "\n",
         encoding="utf-8",
     )
     assert str(error_of(load_preferences, str(path))) == f"{path}:4: 'chosen' is missing"
@@ -496,9 +487,7 @@ def test_non_object_json_line(tmp_path: Path) -> None:
 
 
 def test_bad_role_is_named(tmp_path: Path) -> None:
-    path = write_jsonl(
-        tmp_path / "p.jsonl", [{"messages": [u("hi"), {"role": "bot", "content": "x"}, u("q")]}]
-    )
+    path = write_jsonl(tmp_path / "p.jsonl", [{"messages": [u("hi"), {"role": "bot", "content": "x"}, u("q")]}])
     err = error_of(load_prompts, str(path))
     assert str(err) == (
         f"{path}:1: 'messages[1].role' is 'bot', expected one of ['assistant', 'system', 'tool', 'user']"
@@ -591,9 +580,7 @@ def test_csv_too_many_values(tmp_path: Path) -> None:
 
 def test_parquet_row_numbers(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
-    pq.write_table(
-        pa.Table.from_pylist([{"prompt": "q", "chosen": "c"}, {"prompt": "q", "chosen": None}]), path
-    )
+    pq.write_table(pa.Table.from_pylist([{"prompt": "q", "chosen": "c"}, {"prompt": "q", "chosen": None}]), path)
     assert str(error_of(load_preferences, str(path))) == f"{path}:1: 'rejected' is missing"
 
 
@@ -686,9 +673,7 @@ def test_round_trip_mixed_prompts(tmp_path: Path, fmt: str) -> None:
 
 
 def test_write_jsonl_is_one_object_per_line_unicode_kept(tmp_path: Path) -> None:
-    path = write_records(
-        tmp_path / "sub" / "o.jsonl", [{"id": "1", "prompt": "héllo"}, {"id": "2", "prompt": "x"}]
-    )
+    path = write_records(tmp_path / "sub" / "o.jsonl", [{"id": "1", "prompt": "héllo"}, {"id": "2", "prompt": "x"}])
     text = path.read_text(encoding="utf-8")
     assert text == '{"id": "1", "prompt": "héllo"}\n{"id": "2", "prompt": "x"}\n'
 
@@ -705,9 +690,7 @@ def test_write_records_unknown_suffix(tmp_path: Path) -> None:
     path = tmp_path / "o.xlsx"
     with pytest.raises(DataError) as info:
         write_records(path, [{"prompt": "x"}])
-    assert (
-        str(info.value) == f"{path}: unknown format '.xlsx' (use .jsonl, .json, .csv, .parquet or a folder)"
-    )
+    assert str(info.value) == f"{path}: unknown format '.xlsx' (use .jsonl, .json, .csv, .parquet or a folder)"
     assert not path.exists()
 
 

@@ -28,9 +28,7 @@ def lines(path: Path) -> list[dict]:
 
 def test_writes_one_line_per_prompt_with_trl_fields(tmp_path: Path) -> None:
     src = tmp_path / "p.jsonl"
-    src.write_text(
-        json.dumps({"id": "a", "prompt": "hello", "category": "ordinary", "label": "benign"}) + "\n"
-    )
+    src.write_text(json.dumps({"id": "a", "prompt": "hello", "category": "ordinary", "label": "benign"}) + "\n")
     backend = MockBackend({"hello": "hi there"})
     s = generate_file(backend, src, tmp_path / "out.jsonl", GenerationParams(), system="Be nice.")
     assert (s.written, s.skipped, s.failed) == (1, 0, 0)
@@ -78,17 +76,13 @@ def test_builtin_demo_prompts_load() -> None:
     assert {p.label for p in prompts} == {"harmful", "benign"}
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: int = 300
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "alignkit", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
 
 
-def test_cli_kill_and_rerun_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, tiny_model_path: Path
-) -> None:
+def test_cli_kill_and_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path, tiny_model_path: Path) -> None:
     src = write_prompts(tmp_path / "p.jsonl", 40)
     out = tmp_path / "out.jsonl"
     args = ["-m", "alignkit", "generate", "--model", str(tiny_model_path), "--prompts", str(src),

@@ -33,9 +33,7 @@ def test_batched_greedy_equals_one_at_a_time(tiny_backend: HFBackend) -> None:
     single = [tiny_backend.generate([c], params)[0] for c in convs()]
     assert [c.text for c in batched] == [c.text for c in single]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
-    assert all(
-        c.prompt_tokens == len(tiny_backend.encode(conv)) for c, conv in zip(batched, convs(), strict=True)
-    )
+    assert all(c.prompt_tokens == len(tiny_backend.encode(conv)) for c, conv in zip(batched, convs(), strict=True))
 
 
 def test_results_come_back_in_input_order_and_through_the_callback(tiny_backend: HFBackend) -> None:

@@ -182,7 +182,5 @@ def test_default_embedding_judge_meets_its_accuracy_targets() -> None:
 def test_llm_judge_on_a_real_model_counts_unreadable_grades_as_errors(tiny_backend) -> None:  # type: ignore[no-untyped-def]
     """A random model cannot follow the rubric: every grade is unreadable and none is guessed."""
     judge = LLMJudge(tiny_backend)
-    cal = calibrate(
-        judge, [LabelledResponse("I can't.", "full_refusal"), LabelledResponse("Sure.", "full_compliance")]
-    )
+    cal = calibrate(judge, [LabelledResponse("I can't.", "full_refusal"), LabelledResponse("Sure.", "full_compliance")])
     assert cal.errors == 2 and cal.n == 2 and cal.accuracy == 0.0

@@ -85,9 +85,7 @@ def test_builtin_profiles_load_and_check() -> None:
     assert {(f.category, f.metric) for f in verdict.failures} == {
         ("self_harm", "harmful_compliance_rate"), ("all", "harmful_compliance_rate")
     }  # fmt: skip
-    ok = rows(
-        ("h1", "harmful", "self_harm", 0, "full_refusal"), ("b1", "benign", "drugs", 0, "full_compliance")
-    )
+    ok = rows(("h1", "harmful", "self_harm", 0, "full_refusal"), ("b1", "benign", "drugs", 0, "full_compliance"))
     assert check(profile, category_stats(per_prompt(ok))).passed
 
 

@@ -12,9 +12,7 @@ from alignkit.types import GenerationParams, Prompt, user, with_system
 
 
 def test_every_module_imports() -> None:
-    names = [
-        m.name for m in pkgutil.walk_packages(alignkit.__path__, "alignkit.") if m.name != "alignkit.__main__"
-    ]
+    names = [m.name for m in pkgutil.walk_packages(alignkit.__path__, "alignkit.") if m.name != "alignkit.__main__"]
     assert "alignkit.backends.vllm" in names
     for name in names:
         importlib.import_module(name)
@@ -31,17 +29,14 @@ def test_mock_sequence_cycles_and_records_calls() -> None:
 def test_mock_mapping_callable_errors_and_limits() -> None:
     m = MockBackend({"bomb": "I can't help with that.", "cake": "Mix flour and eggs."}, default="Hmm.")
     texts = [
-        c.text
-        for c in m.generate([[user("a cake please")], [user("how to bomb")], [user("x")]], GenerationParams())
+        c.text for c in m.generate([[user("a cake please")], [user("how to bomb")], [user("x")]], GenerationParams())
     ]
     assert texts == ["Mix flour and eggs.", "I can't help with that.", "Hmm."]
     failing = MockBackend(lambda conv: ValueError("down") if "fail" in conv[-1]["content"] else "fine")
     a, b = failing.generate([[user("fail")], [user("ok")]], GenerationParams())
     assert (a.ok, a.error, a.finish_reason) == (False, "down", "error")
     assert b.ok and b.text == "fine"
-    long = MockBackend(["one two three four five"]).generate(
-        [[user("x")]], GenerationParams(max_new_tokens=2)
-    )[0]
+    long = MockBackend(["one two three four five"]).generate([[user("x")]], GenerationParams(max_new_tokens=2))[0]
     assert (long.text, long.finish_reason, long.completion_tokens) == ("one two", "length", 2)
     stopped = MockBackend(["alpha STOP beta"]).generate([[user("x")]], GenerationParams(stop=["STOP"]))[0]
     assert stopped.text == "alpha "

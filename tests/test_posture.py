@@ -60,13 +60,8 @@ def test_user_suite_formats(tmp_path: Path) -> None:
 def suite_file(tmp_path: Path) -> Path:
     path = tmp_path / "suite.jsonl"
     rows = [{"id": f"h{i}", "prompt": f"harm {i}", "label": "harmful", "category": "cyber"} for i in range(6)]
-    rows += [
-        {"id": f"b{i}", "prompt": f"benign {i}", "label": "benign", "category": "cyber"} for i in range(4)
-    ]
-    rows += [
-        {"id": f"o{i}", "prompt": f"ordinary {i}", "label": "benign", "category": "ordinary"}
-        for i in range(4)
-    ]
+    rows += [{"id": f"b{i}", "prompt": f"benign {i}", "label": "benign", "category": "cyber"} for i in range(4)]
+    rows += [{"id": f"o{i}", "prompt": f"ordinary {i}", "label": "benign", "category": "ordinary"} for i in range(4)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

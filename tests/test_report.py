@@ -38,13 +38,8 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (scripts/test.sh installs it)")
 def test_every_chart_renders_in_chromium(tmp_path: Path) -> None:
     suite = tmp_path / "s.jsonl"
-    rows = [
-        {"id": f"h{i}", "prompt": f"harm {i}", "label": "harmful", "category": c}
-        for i, c in enumerate("abcab")
-    ]
-    rows += [
-        {"id": f"b{i}", "prompt": f"fine {i}", "label": "benign", "category": c} for i, c in enumerate("abcc")
-    ]
+    rows = [{"id": f"h{i}", "prompt": f"harm {i}", "label": "harmful", "category": c} for i, c in enumerate("abcab")]
+    rows += [{"id": f"b{i}", "prompt": f"fine {i}", "label": "benign", "category": c} for i, c in enumerate("abcc")]
     suite.write_text("".join(json.dumps(r) + "\n" for r in rows))
     models = {
         "refuser": MockBackend({}, default="I can't help with that.", name="refuser"),

@@ -94,15 +94,10 @@ def test_posture_cli_with_the_default_judge(tmp_path: Path) -> None:
     posture = json.loads((out / "posture.json").read_text())
     overall = posture["greedy"]["all"]
     assert overall["harmful_compliance_rate"]["n"] == 4 and overall["over_refusal_rate"]["n"] == 4
-    assert (
-        posture["judge"] == "embedding" and posture["judge_calibration"]["heldout"]["binary_accuracy"] >= 0.92
-    )
+    assert posture["judge"] == "embedding" and posture["judge_calibration"]["heldout"]["binary_accuracy"] >= 0.92
     assert "<svg" in (out / "report.html").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert (
-        again.returncode == 0
-        and json.loads((out / "posture.json").read_text())["greedy"] == posture["greedy"]
-    )
+    assert again.returncode == 0 and json.loads((out / "posture.json").read_text())["greedy"] == posture["greedy"]
 
 
 def test_compare_cli_ranks_smollm2_against_a_random_model(tmp_path: Path, tiny_model_path: Path) -> None:

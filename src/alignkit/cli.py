@@ -32,9 +32,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model registry and cache ($ALIGNKIT_HOME).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-judge_app = typer.Typer(
-    help="Judges: measure how well they agree with labelled replies.", no_args_is_help=True
-)
+judge_app = typer.Typer(help="Judges: measure how well they agree with labelled replies.", no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
 console = Console()
 err = Console(stderr=True)
@@ -48,13 +46,9 @@ class BackendChoice(StrEnum):
 
 ModelOpt = Annotated[
     str,
-    typer.Option(
-        "--model", "-m", help="Registry name, HF folder, .gguf file, hub id, or the endpoint's model name."
-    ),
+    typer.Option("--model", "-m", help="Registry name, HF folder, .gguf file, hub id, or the endpoint's model name."),
 ]
-BackendOpt = Annotated[
-    BackendChoice, typer.Option(help="hf: transformers here; openai: an endpoint; vllm: GPU.")
-]
+BackendOpt = Annotated[BackendChoice, typer.Option(help="hf: transformers here; openai: an endpoint; vllm: GPU.")]
 BaseUrlOpt = Annotated[
     str | None,
     typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (else $OPENAI_BASE_URL)."),
@@ -77,9 +71,7 @@ def _backend(
     if backend is BackendChoice.hf:
         return make_backend("hf", model, batch_size=batch_size)
     if backend is BackendChoice.openai:
-        return make_backend(
-            "openai", model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency
-        )
+        return make_backend("openai", model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency)
     return make_backend("vllm", model)
 
 
@@ -174,9 +166,7 @@ SuiteOpt = Annotated[
 ]
 SplitOpt = Annotated[str, typer.Option(help="Suite split to measure on: test, train or all.")]
 JudgeOpt = Annotated[str, typer.Option(help="embedding (default), patterns, or llm:<model>.")]
-ProfileOpt = Annotated[
-    str, typer.Option(help="general, healthcare, legal, finance, creative, or a YAML file.")
-]
+ProfileOpt = Annotated[str, typer.Option(help="general, healthcare, legal, finance, creative, or a YAML file.")]
 
 
 def _progress_bar() -> Progress:
@@ -282,9 +272,7 @@ def posture(
 
 @app.command()
 def compare(
-    models: Annotated[
-        list[str], typer.Argument(help="Two or more models (registry names, folders, .gguf, hub ids).")
-    ],
+    models: Annotated[list[str], typer.Argument(help="Two or more models (registry names, folders, .gguf, hub ids).")],
     out: Annotated[Path, typer.Option(help="Run folder shared by all models.")] = Path("runs/compare"),
     backend: BackendOpt = BackendChoice.hf,
     suite: SuiteOpt = "default",
@@ -317,9 +305,7 @@ def compare(
         with err.status(f"loading {m} ..."):
             return _backend(backend, m, batch_size, concurrency, base_url, api_key_env)
 
-    results, front, rec = _run_with_bar(
-        lambda progress: compare_models(models, load, j, prof, cfg, out, progress)
-    )
+    results, front, rec = _run_with_bar(lambda progress: compare_models(models, load, j, prof, cfg, out, progress))
     table = Table("model", "harmful compliance", "over-refusal", f"profile {prof.name}", "Pareto")
     for r in results:
         h, o = r.headline().harmful_compliance_rate, r.headline().over_refusal_rate
@@ -340,9 +326,7 @@ def judge_calibrate(
     judge: JudgeOpt = "embedding",
     labels: Annotated[
         str | None,
-        typer.Option(
-            help="Labelled CSV/JSONL (response, label[, prompt]); default: the built-in test split."
-        ),
+        typer.Option(help="Labelled CSV/JSONL (response, label[, prompt]); default: the built-in test split."),
     ] = None,
 ) -> None:
     """Accuracy, per-class precision and recall, and the confusion matrix of a judge."""
@@ -351,9 +335,7 @@ def judge_calibrate(
     from alignkit.judges.labels import builtin_labelled, load_labelled
 
     examples = load_labelled(labels) if labels else [e for e in builtin_labelled() if e.split == "test"]
-    with err.status(
-        f"judging {len(examples)} replies with {judge} (the first use trains it: a few minutes) ..."
-    ):
+    with err.status(f"judging {len(examples)} replies with {judge} (the first use trains it: a few minutes) ..."):
         cal = calibrate(make_judge(judge), examples)
     console.print(
         f"{cal.judge} on {labels or 'built-in test split'}: n={cal.n}, errors={cal.errors}, "

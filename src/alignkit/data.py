@@ -57,9 +57,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
 
         yield from enumerate(pq.read_table(p).to_pylist(), start=1)
     else:
-        raise DataError(
-            path, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)"
-        )
+        raise DataError(path, None, f"unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet or a folder)")
 
 
 def _read_jsonl(p: str | Path) -> Iterator[tuple[int, Record]]:
@@ -156,9 +154,7 @@ def _messages(value: Any, default_role: Role, path: Path | str, line: int, key: 
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
             raise DataError(path, line, f"'{key}[{i}]' must be an object with 'role' and 'content'")
         if not isinstance(m["role"], str) or m["role"] not in _ROLES:
-            raise DataError(
-                path, line, f"'{key}[{i}].role' is {m['role']!r}, expected one of {sorted(_ROLES)}"
-            )
+            raise DataError(path, line, f"'{key}[{i}].role' is {m['role']!r}, expected one of {sorted(_ROLES)}")
         if not isinstance(m["content"], str):
             raise DataError(path, line, f"'{key}[{i}].content' must be a string")
         out.append(cast(Message, {"role": m["role"], "content": m["content"]}))

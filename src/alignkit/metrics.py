@@ -76,17 +76,14 @@ def _worst(outcomes: Sequence[Outcome], label: str) -> Outcome:
     return next(o for o in order if o in valid)
 
 
-def per_prompt(
-    rows: Iterable[Judged], samples: set[int] | None = None
-) -> dict[str, tuple[str, str, Outcome]]:
+def per_prompt(rows: Iterable[Judged], samples: set[int] | None = None) -> dict[str, tuple[str, str, Outcome]]:
     """prompt_id -> (label, category, worst outcome over the chosen samples)."""
     grouped: dict[str, list[Judged]] = defaultdict(list)
     for r in rows:
         if samples is None or r.sample in samples:
             grouped[r.prompt_id].append(r)
     return {
-        pid: (rs[0].label, rs[0].category, _worst([r.outcome for r in rs], rs[0].label))
-        for pid, rs in grouped.items()
+        pid: (rs[0].label, rs[0].category, _worst([r.outcome for r in rs], rs[0].label)) for pid, rs in grouped.items()
     }
 
 

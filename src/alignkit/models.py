@@ -189,9 +189,7 @@ def resolve(model: str, *, convert: bool = True) -> str:
     if _is_hf_folder(p):
         return str(p)
     if p.exists():
-        raise ModelNotFound(
-            f"'{model}' is neither a Hugging Face model folder (config.json) nor a .gguf file"
-        )
+        raise ModelNotFound(f"'{model}' is neither a Hugging Face model folder (config.json) nor a .gguf file")
     if _looks_like_hub_id(model):
         return model
     known = ", ".join(sorted(REGISTRY))

@@ -139,9 +139,7 @@ def run_posture(
         "harm",
         "rationale",
     )
-    write_records(
-        replies_path(out, backend.name), [{k: r[k] for k in keep} for r in rows if r["prompt_id"] in wanted]
-    )
+    write_records(replies_path(out, backend.name), [{k: r[k] for k in keep} for r in rows if r["prompt_id"] in wanted])
     return result
 
 
@@ -173,9 +171,7 @@ def _generate(
                 temperature=0.0 if sample == 0 else config.temperature,
                 seed=None if sample == 0 else sample,
             )
-            completions = backend.generate(
-                [with_system(p.conversation(), config.system) for p in part], params
-            )
+            completions = backend.generate([with_system(p.conversation(), config.system) for p in part], params)
             rows = [
                 {
                     "prompt_id": p.id,
@@ -196,9 +192,7 @@ def _generate(
                 progress("generate", finished, total)
 
 
-def _judge(
-    store: Store, model: str, judge: Judge, key: str, progress: Progress | None, batch: int = 64
-) -> None:
+def _judge(store: Store, model: str, judge: Judge, key: str, progress: Progress | None, batch: int = 64) -> None:
     todo = store.unjudged(model, key, judge.name)
     if progress:
         progress("judge", 0, len(todo))
@@ -222,15 +216,11 @@ def _examples(rows: list[dict[str, Any]], per_cell: int = 2) -> list[dict[str, A
         cell = (r["category"], r["label"], r["outcome"])
         if seen.get(cell, 0) < per_cell:
             seen[cell] = seen.get(cell, 0) + 1
-            out.append(
-                {k: r[k] for k in ("prompt_id", "category", "label", "outcome", "prompt", "completion")}
-            )
+            out.append({k: r[k] for k in ("prompt_id", "category", "label", "outcome", "prompt", "completion")})
     return out
 
 
-def write_posture(
-    result: PostureResult, out_dir: str | Path, calibration: dict[str, Any] | None = None
-) -> Path:
+def write_posture(result: PostureResult, out_dir: str | Path, calibration: dict[str, Any] | None = None) -> Path:
     path = Path(out_dir) / "posture.json"
     tmp = path.with_name("posture.json.tmp")
     tmp.write_text(json.dumps({**result.as_dict(), "judge_calibration": calibration}, indent=1) + "\n")
@@ -244,14 +234,11 @@ def write_posture(
 def pareto_front(results: list[PostureResult]) -> list[str]:
     """Models no other model beats on both harmful compliance and over-refusal (lower is better)."""
     points = {
-        r.model: (r.headline().harmful_compliance_rate.rate, r.headline().over_refusal_rate.rate)
-        for r in results
+        r.model: (r.headline().harmful_compliance_rate.rate, r.headline().over_refusal_rate.rate) for r in results
     }
     front = []
     for m, (h, o) in points.items():
-        dominated = any(
-            h2 <= h and o2 <= o and (h2 < h or o2 < o) for m2, (h2, o2) in points.items() if m2 != m
-        )
+        dominated = any(h2 <= h and o2 <= o and (h2 < h or o2 < o) for m2, (h2, o2) in points.items() if m2 != m)
         if not dominated:
             front.append(m)
     return front

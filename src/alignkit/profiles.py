@@ -51,9 +51,7 @@ def load_profile(spec: str) -> Profile:
     else:
         path = Path(spec)
         if not path.exists():
-            raise AlignkitError(
-                f"unknown profile '{spec}'; built-in: {', '.join(BUILTIN_PROFILES)}, or a YAML file"
-            )
+            raise AlignkitError(f"unknown profile '{spec}'; built-in: {', '.join(BUILTIN_PROFILES)}, or a YAML file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

@@ -35,11 +35,7 @@ def posture_chart(results: Sequence[PostureResult]) -> str:
     """Harmful compliance (y) against over-refusal (x), one point per model with 95% intervals."""
     w, h, pad = 520, 380, 50
     top = max(
-        [0.2]
-        + [
-            max(r.headline().harmful_compliance_rate.high, r.headline().over_refusal_rate.high)
-            for r in results
-        ]
+        [0.2] + [max(r.headline().harmful_compliance_rate.high, r.headline().over_refusal_rate.high) for r in results]
     )
     scale = min(1.0, round(top + 0.05, 1))
 
@@ -49,9 +45,7 @@ def posture_chart(results: Sequence[PostureResult]) -> str:
     def sy(v: float) -> float:
         return h - pad - (h - 2 * pad) * v / scale
 
-    parts = [
-        f'<svg class="chart" data-chart="posture" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">'
-    ]
+    parts = [f'<svg class="chart" data-chart="posture" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">']
     parts.append(
         f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" fill="#fafafa" stroke="#ccc"/>'
     )
@@ -89,9 +83,7 @@ def category_chart(results: Sequence[PostureResult], metric: str, title: str) ->
     def sx(v: float) -> float:
         return label_w + plot_w * v
 
-    parts = [
-        f'<svg class="chart" data-chart="{metric}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">'
-    ]
+    parts = [f'<svg class="chart" data-chart="{metric}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">']
     parts.append(f'<text x="{label_w}" y="14" font-weight="600">{_e(title)}</text>')
     for k in range(5):
         v = k / 4
@@ -121,8 +113,7 @@ def category_chart(results: Sequence[PostureResult], metric: str, title: str) ->
 
 def _legend(results: Sequence[PostureResult]) -> str:
     items = [
-        f'<span style="color:{PALETTE[i % len(PALETTE)]}">&#9632;</span> {_e(r.model)}'
-        for i, r in enumerate(results)
+        f'<span style="color:{PALETTE[i % len(PALETTE)]}">&#9632;</span> {_e(r.model)}' for i, r in enumerate(results)
     ]
     return '<p class="muted">' + " &nbsp; ".join(items) + "</p>"
 
@@ -149,10 +140,7 @@ def _verdict(r: PostureResult) -> str:
         f"<tr><td>{_e(f.category)}</td><td>{_e(f.metric)}</td><td>{100 * f.value:.1f}%</td><td>{100 * f.ceiling:.1f}%</td></tr>"
         for f in v.failures
     )
-    return (
-        head
-        + f"<table><tr><th>category</th><th>metric</th><th>measured</th><th>ceiling</th></tr>{rows}</table>"
-    )
+    return head + f"<table><tr><th>category</th><th>metric</th><th>measured</th><th>ceiling</th></tr>{rows}</table>"
 
 
 def _examples(r: PostureResult, limit_chars: int = 600) -> str:
@@ -164,9 +152,7 @@ def _examples(r: PostureResult, limit_chars: int = 600) -> str:
     return f"<table><tr><th>category</th><th>judged</th><th>prompt</th><th>reply</th></tr>{rows}</table>"
 
 
-def render(
-    results: Sequence[PostureResult], meta: dict[str, Any], title: str = "alignkit posture report"
-) -> str:
+def render(results: Sequence[PostureResult], meta: dict[str, Any], title: str = "alignkit posture report") -> str:
     """The whole report as one HTML string."""
     if not results:
         raise ValueError("a report needs at least one result")

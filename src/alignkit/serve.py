@@ -50,9 +50,7 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content={"error": {"message": message, "type": kind, "code": None}}
-    )
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": None}})
 
 
 def create_app(backend: Backend, *, default_max_tokens: int = 512) -> FastAPI:
@@ -101,9 +99,7 @@ def create_app(backend: Backend, *, default_max_tokens: int = 512) -> FastAPI:
         logprobs = None
         if req.logprobs and c.token_logprobs is not None:
             logprobs = {
-                "content": [
-                    {"token": "", "logprob": lp, "bytes": None, "top_logprobs": []} for lp in c.token_logprobs
-                ]
+                "content": [{"token": "", "logprob": lp, "bytes": None, "top_logprobs": []} for lp in c.token_logprobs]
             }
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",

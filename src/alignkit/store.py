@@ -25,6 +25,17 @@ CREATE TABLE IF NOT EXISTS verdicts (
     PRIMARY KEY (model, config, prompt_id, sample, judge)
 );
 CREATE TABLE IF NOT EXISTS configs (config TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rt_units (
+    model TEXT NOT NULL, config TEXT NOT NULL, attack TEXT NOT NULL, seed_id TEXT NOT NULL, sample INTEGER NOT NULL,
+    category TEXT, success INTEGER NOT NULL, errors INTEGER NOT NULL, trials INTEGER NOT NULL,
+    prompts INTEGER NOT NULL, tokens INTEGER NOT NULL, seconds REAL NOT NULL, created REAL,
+    PRIMARY KEY (model, config, attack, seed_id, sample)
+);
+CREATE TABLE IF NOT EXISTS rt_trials (
+    model TEXT NOT NULL, config TEXT NOT NULL, attack TEXT NOT NULL, seed_id TEXT NOT NULL, sample INTEGER NOT NULL,
+    trial INTEGER NOT NULL, conversation TEXT NOT NULL, reply TEXT NOT NULL, outcome TEXT NOT NULL, harm REAL,
+    rationale TEXT, PRIMARY KEY (model, config, attack, seed_id, sample, trial)
+);
 """
 
 
@@ -44,9 +55,7 @@ class Store:
             self.db.execute("INSERT OR IGNORE INTO configs VALUES (?, ?)", (key, body))
 
     def generated(self, model: str, config: str) -> set[tuple[str, int]]:
-        cur = self.db.execute(
-            "SELECT prompt_id, sample FROM generations WHERE model=? AND config=?", (model, config)
-        )
+        cur = self.db.execute("SELECT prompt_id, sample FROM generations WHERE model=? AND config=?", (model, config))
         return {(str(p), int(s)) for p, s in cur}
 
     def add_generations(self, model: str, config: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -124,4 +133,74 @@ class Store:
             "harm",
             "rationale",
         )
+        return [dict(zip(keys, row, strict=True)) for row in cur]
+
+    # ---- red-team campaigns: a unit is one attack on one seed (one sample); it lands whole or not at all
+
+    def rt_done(self, model: str, config: str) -> set[tuple[str, str, int]]:
+        cur = self.db.execute(
+            "SELECT attack, seed_id, sample FROM rt_units WHERE model=? AND config=?", (model, config)
+        )
+        return {(str(a), str(s), int(k)) for a, s, k in cur}
+
+    def rt_usage(self, model: str, config: str) -> tuple[int, int, float]:
+        """Prompts, tokens and seconds spent so far by this campaign, across resumed runs."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(prompts),0), COALESCE(SUM(tokens),0), COALESCE(SUM(seconds),0) FROM rt_units "
+            "WHERE model=? AND config=?",
+            (model, config),
+        ).fetchone()
+        return int(row[0]), int(row[1]), float(row[2])
+
+    def rt_add_unit(self, model: str, config: str, unit: dict[str, Any], trials: list[dict[str, Any]]) -> None:
+        now = time.time()
+        key = (model, config, unit["attack"], unit["seed_id"], unit["sample"])
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO rt_trials VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        *key,
+                        i,
+                        t["conversation"],
+                        t["reply"],
+                        t["outcome"],
+                        t.get("harm"),
+                        t.get("rationale", ""),
+                    )
+                    for i, t in enumerate(trials)
+                ],
+            )
+            self.db.execute(
+                "INSERT OR IGNORE INTO rt_units VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    *key,
+                    unit["category"],
+                    unit["success"],
+                    unit["errors"],
+                    len(trials),
+                    unit["prompts"],
+                    unit["tokens"],
+                    unit["seconds"],
+                    now,
+                ),
+            )
+
+    def rt_units(self, model: str, config: str) -> list[dict[str, Any]]:
+        cur = self.db.execute(
+            "SELECT attack, seed_id, sample, category, success, errors, trials FROM rt_units "
+            "WHERE model=? AND config=? ORDER BY attack, seed_id, sample",
+            (model, config),
+        )
+        keys = ("attack", "seed_id", "sample", "category", "success", "errors", "trials")
+        return [dict(zip(keys, row, strict=True)) for row in cur]
+
+    def rt_trials(self, model: str, config: str) -> list[dict[str, Any]]:
+        cur = self.db.execute(
+            "SELECT t.attack, t.seed_id, t.sample, t.trial, u.category, t.conversation, t.reply, t.outcome "
+            "FROM rt_trials t JOIN rt_units u USING (model, config, attack, seed_id, sample) "
+            "WHERE t.model=? AND t.config=? ORDER BY t.attack, t.seed_id, t.sample, t.trial",
+            (model, config),
+        )
+        keys = ("attack", "seed_id", "sample", "trial", "category", "conversation", "reply", "outcome")
         return [dict(zip(keys, row, strict=True)) for row in cur]

@@ -65,9 +65,7 @@ def _advbench(path: Path, source: str) -> list[Prompt]:
         goal = str(rec.get("goal") or "")
         if not goal:
             raise DataError(path, line, "'goal' is missing")
-        out.append(
-            Prompt(id=f"advbench-{line}", text=goal, category="advbench", label="harmful", source=source)
-        )
+        out.append(Prompt(id=f"advbench-{line}", text=goal, category="advbench", label="harmful", source=source))
     return out
 
 

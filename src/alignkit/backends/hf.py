@@ -21,9 +21,7 @@ def render_chat(
     """The prompt text the model sees: its chat template, or a plain transcript for base models."""
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": m["role"], "content": m["content"]} for m in conversation]
-        text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         return str(text)
     lines = [f"{m['role']}: {m['content']}" for m in conversation]
     return "\n".join(lines) + ("\nassistant:" if add_generation_prompt else "")

@@ -38,9 +38,7 @@ class OpenAIBackend:
         name: str | None = None,
     ) -> None:
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip(
-            "/"
-        )
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self.api_key = os.environ.get(api_key_env)
         self.concurrency = concurrency
         self.timeout = timeout
@@ -64,9 +62,7 @@ class OpenAIBackend:
             body["logprobs"] = True
         return body
 
-    async def _one(
-        self, client: httpx.AsyncClient, conversation: Conversation, params: GenerationParams
-    ) -> Completion:
+    async def _one(self, client: httpx.AsyncClient, conversation: Conversation, params: GenerationParams) -> Completion:
         url = f"{self.base_url}/chat/completions"
         last = ""
         last_response: httpx.Response | None = None
@@ -83,14 +79,10 @@ class OpenAIBackend:
                 last_response, last = r, f"HTTP {r.status_code}"
                 continue
             if r.status_code >= 400:
-                return Completion(
-                    text="", finish_reason="error", error=f"HTTP {r.status_code}: {r.text[:200]}"
-                )
+                return Completion(text="", finish_reason="error", error=f"HTTP {r.status_code}: {r.text[:200]}")
             return _parse(r.json())
         if last.startswith("HTTP"):
-            return Completion(
-                text="", finish_reason="error", error=f"{last} after {self.max_retries} retries"
-            )
+            return Completion(text="", finish_reason="error", error=f"{last} after {self.max_retries} retries")
         raise BackendError(f"{url} unreachable after {self.max_retries} retries ({last})")
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:

@@ -15,9 +15,7 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError:
-        raise BackendError(
-            "the vllm backend needs vLLM on a GPU machine: pip install 'alignkit[vllm]'"
-        ) from None
+        raise BackendError("the vllm backend needs vLLM on a GPU machine: pip install 'alignkit[vllm]'") from None
     return vllm
 
 
@@ -69,9 +67,7 @@ class VLLMBackend:
             o = out.outputs[0]
             logprobs = None
             if params.logprobs and o.logprobs is not None:
-                logprobs = [
-                    float(step[tok].logprob) for tok, step in zip(o.token_ids, o.logprobs, strict=False)
-                ]
+                logprobs = [float(step[tok].logprob) for tok, step in zip(o.token_ids, o.logprobs, strict=False)]
             reason: FinishReason = "length" if o.finish_reason == "length" else "stop"
             c = Completion(
                 text=o.text,
