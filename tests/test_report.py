@@ -62,3 +62,22 @@ def test_every_chart_renders_in_chromium(tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     chromium(f"--screenshot={shot}", "--window-size=1200,1400", (tmp_path / "report.html").as_uri())
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (scripts/test.sh installs it)")
+def test_red_team_heat_map_renders_in_chromium(tmp_path: Path) -> None:
+    from alignkit.redteam import Seed, build_attacks
+    from alignkit.redteam.campaign import CampaignConfig, redteam
+
+    target = MockBackend(lambda conv: "Sure, step one." if "base64" in conv[-1]["content"] else "I can't help.")
+    seeds = [Seed(f"s{i}", f"request {i}", c) for i, c in enumerate(["cyber", "drugs", "privacy"])]
+    redteam(target, RefusalPatternJudge(), seeds, build_attacks("encodings"), CampaignConfig(), tmp_path)
+    report = (tmp_path / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.replace("</body>", PROBE + "</body>"))
+    r = chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', r.stdout, re.S)
+    assert found, r.stderr[-2000:]
+    [chart] = json.loads(found.group(1).replace("&quot;", '"'))
+    assert chart["chart"] == "attack_heatmap" and chart["width"] > 300
+    assert chart["marks"] == 8 * 4  # 8 attacks (with the baseline) x (3 categories + all)

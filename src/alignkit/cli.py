@@ -321,6 +321,69 @@ def compare(
     console.print(f"wrote {out / 'compare.json'} and {out / 'report.html'}")
 
 
+@app.command()
+def redteam(
+    model: ModelOpt = "smollm2-135m-instruct",
+    out: Annotated[
+        Path, typer.Option(help="Run folder: alignkit.sqlite, redteam.json, report.html, findings/.")
+    ] = Path("runs/redteam"),
+    attacks: Annotated[str, typer.Option(help="all, or a comma list of families and attack names.")] = "all",
+    seeds: Annotated[
+        str, typer.Option(help="Seed requests: a built-in suite (its train split) or a file.")
+    ] = "default",
+    per_category: Annotated[int | None, typer.Option(help="At most N seeds per hazard category.")] = 3,
+    samples: Annotated[int, typer.Option(min=1, help="Runs of each attack on each seed.")] = 1,
+    judge: JudgeOpt = "embedding",
+    attacker: Annotated[str | None, typer.Option(help="Attacker model for PAIR (default: the target itself).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 96,
+    max_prompts: Annotated[int | None, typer.Option(help="Cap on target calls across the campaign.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Cap on generated tokens across the campaign.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Cap on generation seconds across the campaign.")] = None,
+    backend: BackendOpt = BackendChoice.hf,
+    batch_size: BatchOpt = 32,
+    concurrency: ConcurrencyOpt = 8,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+) -> None:
+    """Attack a model with jailbreaks, encodings, escalation, best-of-N, injection and an attacker model."""
+    from alignkit.judges import make_judge
+    from alignkit.redteam import build_attacks
+    from alignkit.redteam.campaign import CampaignConfig, load_seeds, success_table
+    from alignkit.redteam.campaign import redteam as run_redteam
+
+    cfg = CampaignConfig(
+        attacks=attacks,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        max_prompts=max_prompts,
+        max_tokens=max_tokens,
+        max_seconds=max_seconds,
+    )
+    seed_list = load_seeds(seeds, per_category=per_category)
+    if not seed_list:
+        raise AlignkitError(f"no harmful seeds in {seeds}")
+    with err.status(f"loading {model} and the {judge} judge ..."):
+        target = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
+        j = make_judge(judge)
+        attacker_backend = (
+            _backend(backend, attacker, batch_size, concurrency, base_url, api_key_env) if attacker else None
+        )
+    chosen = build_attacks(attacks, attacker_backend)
+    result, body = _run_with_bar(lambda progress: run_redteam(target, j, seed_list, chosen, cfg, out, progress))
+    table = success_table(result.units)
+    cats = sorted({c for cells in table.values() for c in cells if c != "all"})
+    grid = Table("attack", "all", *cats)
+    for a, cells in sorted(table.items(), key=lambda kv: -kv[1]["all"].rate):
+        grid.add_row(a, f"{cells['all'].rate:.0%}", *(f"{cells[c].rate:.0%}" if c in cells else "-" for c in cats))
+    console.print(grid)
+    if not result.complete:
+        console.print(f"[yellow]stopped by {result.stopped_by}[/yellow]: rerun with a higher cap to continue")
+    console.print(
+        f"{body['findings']['pairs']} findings -> {out / 'findings'}; "
+        f"wrote {out / 'redteam.json'}, {out / 'report.html'}"
+    )
+
+
 @judge_app.command("calibrate")
 def judge_calibrate(
     judge: JudgeOpt = "embedding",

@@ -189,3 +189,75 @@ def write_report(results: Sequence[PostureResult], out_dir: str | Path, meta: di
     tmp.write_text(render(results, meta), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def heatmap(table: dict[str, dict[str, Rate]]) -> str:
+    """Attack success rate per attack (rows) and category (columns), white (0%) to red (100%)."""
+    attacks = list(table)
+    cats = [*sorted({c for cells in table.values() for c in cells if c != "all"}), "all"]
+    cell_w, cell_h, left, top = 74, 24, 170, 90
+    w, h = left + cell_w * len(cats) + 10, top + cell_h * len(attacks) + 10
+    parts = [
+        f'<svg class="chart" data-chart="attack_heatmap" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">'
+    ]
+    for j, c in enumerate(cats):
+        x = left + j * cell_w + cell_w / 2
+        parts.append(f'<text transform="translate({x:.0f},{top - 6}) rotate(-35)">{_e(c)}</text>')
+    for i, a in enumerate(attacks):
+        y = top + i * cell_h
+        parts.append(f'<text x="{left - 6}" y="{y + cell_h / 2 + 4:.0f}" text-anchor="end">{_e(a)}</text>')
+        for j, c in enumerate(cats):
+            rate = table[a].get(c)
+            x = left + j * cell_w
+            if rate is None or rate.n == 0:
+                parts.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="#f0f0f0"/>')
+                continue
+            shade = int(255 * (1 - rate.rate))
+            fill = f"rgb(255,{shade},{shade})"
+            parts.append(
+                f'<rect class="mark" x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}">'
+                f"<title>{_e(a)} / {_e(c)}: {_e(_pct(rate))}</title></rect>"
+                f'<text x="{x + cell_w / 2 - 1:.0f}" y="{y + cell_h / 2 + 4:.0f}" text-anchor="middle">{100 * rate.rate:.0f}%</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_redteam(summary: dict[str, Any], table: dict[str, dict[str, Rate]], examples: list[dict[str, Any]]) -> str:
+    """The red-team report: the heat map, the table next to the direct baseline, example successes."""
+    base = table.get("direct", {}).get("all")
+    rows = "".join(
+        f"<tr><td>{_e(a)}</td><td>{_pct(cells['all'])}</td><td>"
+        + (f"{100 * (cells['all'].rate - base.rate):+.1f} pts" if base and a != "direct" else "baseline")
+        + "</td></tr>"
+        for a, cells in sorted(table.items(), key=lambda kv: -kv[1]["all"].rate)
+        if "all" in cells
+    )
+    ex = "".join(
+        f"<tr><td>{_e(x['attack'])}<br><span class='muted'>{_e(x['category'])}</span></td><td>{_e(x['outcome'])}</td>"
+        f"<td class='reply'>{_e(x['prompt'][:700])}</td><td class='reply'>{_e(x['reply'][:500])}</td></tr>"
+        for x in examples
+    )
+    usage = summary["usage"]
+    meta = {
+        "model": summary["model"],
+        "units (attack x seed x sample)": sum(r.n for cells in table.values() for c, r in cells.items() if c == "all"),
+        "target calls / tokens / seconds": f"{usage['prompts']:.0f} / {usage['tokens']:.0f} / {usage['seconds']:.0f}",
+        "complete": "yes" if summary["complete"] else f"no (stopped by {summary['stopped_by']})",
+    }
+    meta_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta.items())
+    body = [
+        "<h1>alignkit red-team report</h1>",
+        f"<table>{meta_rows}</table>",
+        "<h2>Attack success rate by category</h2>",
+        '<p class="muted">A unit succeeds when any of its attempts is judged full or partial compliance.</p>',
+        heatmap(table),
+        "<h2>Against the direct request</h2>",
+        f"<table><tr><th>attack</th><th>success rate (95% CI)</th><th>vs direct</th></tr>{rows}</table>",
+        "<h2>Examples</h2>",
+        f"<table><tr><th>attack</th><th>judged</th><th>sent</th><th>reply</th></tr>{ex}</table>",
+    ]
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>alignkit red-team report</title>'
+        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    )

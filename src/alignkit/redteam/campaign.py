@@ -318,3 +318,44 @@ def summary(result: CampaignResult) -> dict[str, Any]:
         "baseline": "direct",
         "strongest_attack_per_seed": strongest_per_seed(result.units, table),
     }
+
+
+def redteam(
+    target: Backend,
+    judge: Judge,
+    seeds: Sequence[Seed],
+    attacks: Sequence[Attack],
+    cfg: CampaignConfig,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+) -> tuple[CampaignResult, dict[str, Any]]:
+    """Run (or resume) a campaign, then write redteam.json, report.html and the findings."""
+    from alignkit.report import render_redteam
+
+    out = Path(out_dir)
+    result = run_campaign(target, judge, seeds, attacks, cfg, out, progress)
+    body = summary(result)
+    prefs, regression, n = export_findings(out / "alignkit.sqlite", target.name, cfg, out)
+    body["findings"] = {"preferences": str(prefs), "regression_suite": str(regression), "pairs": n}
+    (out / "redteam.json").write_text(json.dumps(body, indent=1) + "\n")
+    table = success_table(result.units)
+    (out / "report.html").write_text(render_redteam(body, table, _examples(out, target.name, cfg)), encoding="utf-8")
+    return result, body
+
+
+def _examples(out: Path, model: str, cfg: CampaignConfig) -> list[dict[str, Any]]:
+    """The first successful trial of each attack."""
+    store = Store(out / "alignkit.sqlite")
+    try:
+        trials = store.rt_trials(model, cfg.key())
+    finally:
+        store.close()
+    seen: set[str] = set()
+    examples = []
+    for t in trials:
+        if t["attack"] in seen or t["outcome"] not in ("full_compliance", "partial_refusal"):
+            continue
+        seen.add(t["attack"])
+        sent = "\n\n".join(f"[{m['role']}] {m['content']}" for m in json.loads(t["conversation"]))
+        examples.append({**t, "prompt": sent})
+    return examples
