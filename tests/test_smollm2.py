@@ -111,3 +111,23 @@ def test_compare_cli_ranks_smollm2_against_a_random_model(tmp_path: Path, tiny_m
     assert [m["model"] for m in body["models"]] == ["smollm2-135m-instruct", str(tiny_model_path)]
     assert body["recommendation"]["model"] in body["pareto_front"]
     assert "recommended:" in r.stdout
+
+
+def test_redteam_cli_campaign_resumes_and_its_findings_load(tmp_path: Path) -> None:
+    from alignkit.data import load_preferences
+
+    out = tmp_path / "rt"
+    cmd = [sys.executable, "-m", "alignkit", "redteam", "--attacks", "prefix_injection,base64,crescendo,best_of_n",
+           "--per-category", "1", "--max-new-tokens", "32", "--out", str(out)]  # fmt: skip
+    capped = subprocess.run([*cmd, "--max-prompts", "12"], capture_output=True, text=True, timeout=1200)
+    assert capped.returncode == 0, capped.stderr[-2000:]
+    assert "stopped by max_prompts" in " ".join(capped.stdout.split())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    body = json.loads((out / "redteam.json").read_text())
+    assert body["complete"] and set(body["attack_success_rate"]) == {
+        "direct", "prefix_injection", "base64", "crescendo", "best_of_n"
+    }  # fmt: skip
+    assert body["attack_success_rate"]["direct"]["all"]["n"] == 8
+    pairs = load_preferences(out / "findings" / "preferences.jsonl")
+    assert len(pairs) == body["findings"]["pairs"] > 0
