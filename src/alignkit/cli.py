@@ -111,24 +111,12 @@ def generate(
     )
     with err.status(f"loading {model} ..."):
         b = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
-    columns = (
-        TextColumn("generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task("generate", total=None)
-            summary = generate_file(
-                b,
-                prompts,
-                out,
-                params,
-                system=system,
-                progress=lambda n, total: bar.update(task, completed=n, total=total),
+        summary = _run_with_bar(
+            lambda progress: generate_file(
+                b, prompts, out, params, system=system, progress=lambda n, total: progress("generate", n, total)
             )
+        )
     except KeyboardInterrupt:
         err.print(f"interrupted: the replies in {out} are kept; rerun the same command to resume")
         raise typer.Exit(130) from None
