@@ -4,7 +4,7 @@ Both runs send the same template attacks (jailbreak templates, encodings, inject
 to SmolLM2 with greedy decoding and the same judge; the peer sends one prompt at a time, as scanners
 that drive a local model one generate call per prompt do. Reported: prompts per second and the ratio.
 
-    .venv/bin/python bench/redteam_rate.py [--per-category 2] [--judge embedding]
+    .venv/bin/python bench/redteam_rate.py [--per-category 1] [--judge embedding]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--judge", default="embedding")
-    ap.add_argument("--per-category", type=int, default=2)
+    ap.add_argument("--per-category", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "redteam_rate.json"))
     args = ap.parse_args()
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from alignkit.backends.base import Backend
 from alignkit.data import load_prompts, preference_record, write_records
+from alignkit.errors import DataError
 from alignkit.judges.base import Judge
 from alignkit.metrics import Rate
 from alignkit.redteam.base import Attack, Budget, Seed, TemplateAttack, Trial, attempt
@@ -63,7 +64,7 @@ def load_seeds(spec: str = "default", split: str = "train", per_category: int | 
     or a JSONL/CSV file with `prompt` and optionally `id`, `category`, `label` (benign rows are skipped)."""
     try:
         prompts = select_split(load_suite(spec), split)  # type: ignore[arg-type]
-    except Exception:
+    except DataError:  # a seed file may leave out labels: every row is then a seed
         prompts = load_prompts(spec)
     seeds: list[Seed] = []
     counts: dict[str, int] = defaultdict(int)
