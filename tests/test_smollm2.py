@@ -141,6 +141,16 @@ def _units(db: Path) -> list[tuple]:
         con.close()
 
 
+def _landed(db: Path) -> int:
+    """Units in the store so far; 0 while the store is still being created."""
+    import sqlite3
+
+    try:
+        return len(_units(db)) if db.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_redteam_killed_with_sigkill_resumes_to_identical_totals(tmp_path: Path) -> None:
     import os
     import signal
@@ -155,7 +165,7 @@ def test_redteam_killed_with_sigkill_resumes_to_identical_totals(tmp_path: Path)
     db = tmp_path / "run" / "alignkit.sqlite"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists() and len(_units(db)) >= 26:  # the template units and a crescendo unit or two
+        if _landed(db) >= 26:  # the template units and a crescendo unit or two
             break
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
