@@ -151,7 +151,26 @@ def test_every_command_has_help() -> None:
         ["models"],
         ["models", "list"],
         ["models", "pull"],
+        ["posture"],
+        ["compare"],
+        ["redteam"],
+        ["judge", "calibrate"],
+        ["constitution", "validate"],
+        ["constitution", "show"],
         ["models", "info"],
     ):
         r = run_cli(*cmd, "--help", timeout=60)
         assert r.returncode == 0 and "Usage" in r.stdout, cmd
+
+
+def test_cli_constitution_validate_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text(
+        "name: x\nprinciples:\n  - id: a\n    kind: vibes\n    statement: The assistant is nice.\n"
+        "    critique: Identify problems.\n    revision: Rewrite it better.\n"
+    )
+    r = run_cli("constitution", "validate", str(bad), timeout=60)
+    assert r.returncode == 2 and "c.yaml:4: principles[0] (id a).kind" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    ok = run_cli("constitution", "validate", "default", timeout=60)
+    assert ok.returncode == 0 and "valid, 16 principles" in ok.stdout

@@ -252,3 +252,26 @@ def test_default_seeds_come_from_the_train_split() -> None:
     chosen = load_seeds(per_category=2)
     test_ids = {p.id for p in load_suite("default") if p.extra.get("split") == "test"}
     assert len(chosen) == 16 and not ({s.id for s in chosen} & test_ids)
+
+
+def test_findings_take_their_refusals_from_the_constitution(tmp_path: Path) -> None:
+    from alignkit.constitution import Constitution, Principle
+
+    drugs = Principle(
+        id="no-drug-synthesis",
+        kind="harmlessness",
+        statement="The assistant does not help make or hide illegal drugs.",
+        categories=["drugs"],
+        critique="Identify ways the reply helps make or hide drugs.",
+        revision="Rewrite the reply so that it does not help make or hide drugs.",
+        refusal="I won't help with that; I can share harm-reduction resources if useful.",
+    )
+    constitution = Constitution(name="t", principles=[drugs])
+    redteam(
+        weak_target(), RefusalPatternJudge(), seeds(), build_attacks("roleplay_persona"), CampaignConfig(), tmp_path,
+        constitution=constitution,
+    )  # fmt: skip
+    pairs = load_preferences(tmp_path / "findings" / "preferences.jsonl")
+    chosen = {p.prompt[-1]["content"].split("answer this: ")[-1]: p.chosen[0]["content"] for p in pairs}
+    assert chosen["request number 1"] == drugs.refusal  # a drugs seed
+    assert chosen["request number 0"].startswith("I can't help with that.")  # "cyber": no principle, the table

@@ -32,6 +32,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model registry and cache ($ALIGNKIT_HOME).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+constitution_app = typer.Typer(help="The constitution: principles in YAML.", no_args_is_help=True)
+app.add_typer(constitution_app, name="constitution")
 judge_app = typer.Typer(help="Judges: measure how well they agree with labelled replies.", no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
 console = Console()
@@ -323,6 +325,9 @@ def redteam(
     samples: Annotated[int, typer.Option(min=1, help="Runs of each attack on each seed.")] = 1,
     judge: JudgeOpt = "embedding",
     attacker: Annotated[str | None, typer.Option(help="Attacker model for PAIR (default: the target itself).")] = None,
+    constitution: Annotated[
+        str, typer.Option(help="Constitution whose refusals become the findings' chosen replies.")
+    ] = "default",
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 96,
     max_prompts: Annotated[int | None, typer.Option(help="Cap on target calls across the campaign.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Cap on generated tokens across the campaign.")] = None,
@@ -347,6 +352,9 @@ def redteam(
         max_tokens=max_tokens,
         max_seconds=max_seconds,
     )
+    from alignkit.constitution import load_constitution
+
+    principles = load_constitution(constitution)
     seed_list = load_seeds(seeds, per_category=per_category)
     if not seed_list:
         raise AlignkitError(f"no harmful seeds in {seeds}")
@@ -357,7 +365,9 @@ def redteam(
             _backend(backend, attacker, batch_size, concurrency, base_url, api_key_env) if attacker else None
         )
     chosen = build_attacks(attacks, attacker_backend)
-    result, body = _run_with_bar(lambda progress: run_redteam(target, j, seed_list, chosen, cfg, out, progress))
+    result, body = _run_with_bar(
+        lambda progress: run_redteam(target, j, seed_list, chosen, cfg, out, progress, principles)
+    )
     table = success_table(result.units)
     cats = sorted({c for cells in table.values() for c in cells if c != "all"})
     grid = Table("attack", "all", *cats)
@@ -370,6 +380,38 @@ def redteam(
         f"{body['findings']['pairs']} findings -> {out / 'findings'}; "
         f"wrote {out / 'redteam.json'}, {out / 'report.html'}"
     )
+
+
+ConstitutionArg = Annotated[str, typer.Argument(help="default, healthcare, creative, or a YAML file.")]
+
+
+@constitution_app.command("validate")
+def constitution_validate(constitution: ConstitutionArg = "default") -> None:
+    """Check a constitution file; errors name the line and the field."""
+    from alignkit.constitution import load_constitution
+
+    c = load_constitution(constitution)
+    kinds = {k: sum(p.kind == k for p in c.principles) for k in ("harmlessness", "honesty", "helpfulness")}
+    console.print(
+        f"{constitution}: valid, {len(c.principles)} principles ("
+        + ", ".join(f"{n} {k}" for k, n in kinds.items())
+        + ")"
+    )
+    if c.uncovered():
+        console.print(f"[yellow]warning:[/yellow] no principle governs {', '.join(c.uncovered())}")
+
+
+@constitution_app.command("show")
+def constitution_show(constitution: ConstitutionArg = "default") -> None:
+    """The principles of a constitution, one row each."""
+    from alignkit.constitution import load_constitution
+
+    c = load_constitution(constitution)
+    console.print(f"[b]{c.name}[/b]: {c.description}")
+    table = Table("id", "kind", "categories", "statement", "refusal")
+    for p in c.principles:
+        table.add_row(p.id, p.kind, ", ".join(p.categories) or "-", p.statement, p.refusal or "-")
+    console.print(table)
 
 
 @judge_app.command("calibrate")

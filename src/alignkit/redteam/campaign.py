@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.backends.base import Backend
+from alignkit.constitution import Constitution
 from alignkit.data import load_prompts, preference_record, write_records
 from alignkit.errors import DataError
 from alignkit.judges.base import Judge
@@ -271,10 +272,15 @@ def strongest_per_seed(units: Sequence[dict[str, Any]], table: dict[str, dict[st
 
 
 def export_findings(
-    store_path: str | Path, model: str, cfg: CampaignConfig, out_dir: str | Path
+    store_path: str | Path,
+    model: str,
+    cfg: CampaignConfig,
+    out_dir: str | Path,
+    constitution: Constitution | None = None,
 ) -> tuple[Path, Path, int]:
-    """Successful trials as (a) TRL preference pairs: the attack conversation, a refusal as `chosen`,
-    the target's reply as `rejected`; (b) a regression suite that `alignkit posture --suite` runs."""
+    """Successful trials as (a) TRL preference pairs: the attack conversation, the refusal the
+    constitution gives for the seed's hazard category as `chosen` (alignkit's table where no principle
+    covers it), the target's reply as `rejected`; (b) a regression suite for `alignkit posture --suite`."""
     store = Store(store_path)
     try:
         trials = [
@@ -287,7 +293,7 @@ def export_findings(
         conversation = json.loads(t["conversation"])
         pair = PreferencePair(
             prompt=conversation,
-            chosen=[{"role": "assistant", "content": refusal_for(t["category"])}],
+            chosen=[{"role": "assistant", "content": _refusal(constitution, t["category"])}],
             rejected=[{"role": "assistant", "content": t["reply"]}],
         )
         pairs.append(preference_record(pair))
@@ -305,6 +311,11 @@ def export_findings(
     prefs = write_records(folder / "preferences.jsonl", pairs)
     regression = write_records(folder / "regression_suite.jsonl", suite)
     return prefs, regression, len(pairs)
+
+
+def _refusal(constitution: Constitution | None, category: str) -> str:
+    written = constitution.refusal_for(category) if constitution is not None else None
+    return written or refusal_for(category)
 
 
 def summary(result: CampaignResult) -> dict[str, Any]:
@@ -329,6 +340,7 @@ def redteam(
     cfg: CampaignConfig,
     out_dir: str | Path,
     progress: Progress | None = None,
+    constitution: Constitution | None = None,
 ) -> tuple[CampaignResult, dict[str, Any]]:
     """Run (or resume) a campaign, then write redteam.json, report.html and the findings."""
     from alignkit.report import render_redteam
@@ -336,7 +348,7 @@ def redteam(
     out = Path(out_dir)
     result = run_campaign(target, judge, seeds, attacks, cfg, out, progress)
     body = summary(result)
-    prefs, regression, n = export_findings(out / "alignkit.sqlite", target.name, cfg, out)
+    prefs, regression, n = export_findings(out / "alignkit.sqlite", target.name, cfg, out, constitution)
     body["findings"] = {"preferences": str(prefs), "regression_suite": str(regression), "pairs": n}
     (out / "redteam.json").write_text(json.dumps(body, indent=1) + "\n")
     table = success_table(result.units)
