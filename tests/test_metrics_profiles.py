@@ -92,7 +92,7 @@ def test_builtin_profiles_load_and_check() -> None:
 def test_user_profile_errors_are_one_located_line(tmp_path: Path) -> None:
     p = tmp_path / "mine.yaml"
     p.write_text("name: mine\ncategories:\n  cyber: {max_over_refusal: 1.5}\n")
-    with pytest.raises(AlignkitError, match=r"mine\.yaml: categories\.cyber\.max_over_refusal: .*1"):
+    with pytest.raises(AlignkitError, match=r"mine\.yaml:3: categories\.cyber\.max_over_refusal: .*1"):
         load_profile(str(p))
     p.write_text("name: mine\nceilings: {}\n")
     with pytest.raises(AlignkitError, match="ceilings"):

@@ -13,10 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alignkit.errors import AlignkitError
+from alignkit.yamlfile import load_yaml_model
 
 HAZARD_CATEGORIES = (
     "violent_crimes",
@@ -119,55 +119,7 @@ def load_constitution(spec: str = "default") -> Constitution:
     path = constitution_path(spec)
     if not path.exists():
         raise AlignkitError(f"unknown constitution '{spec}'; built-in: {', '.join(BUILTIN_CONSTITUTIONS)}, or a file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise AlignkitError(f"{where}: not valid YAML ({getattr(e, 'problem', 'parse error')})") from None
-    try:
-        return Constitution.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = [x for x in first["loc"]]
-        line = _line_of(node, loc)
-        field = _describe(raw, loc)
-        where = f"{path}:{line}" if line else str(path)
-        raise AlignkitError(f"{where}: {field}: {first['msg']}") from None
-
-
-def _line_of(node: yaml.Node | None, loc: list[str | int]) -> int | None:
-    """The 1-based line of the deepest YAML node on the path `loc`."""
-    line = None
-    for key in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def _describe(raw: object, loc: list[str | int]) -> str:
-    """`principles[3] (id no-weapons).refusal` rather than `principles.3.refusal`."""
-    out, value = "", raw
-    for key in loc:
-        if isinstance(key, int):
-            value = value[key] if isinstance(value, list) and key < len(value) else None
-            pid = value.get("id") if isinstance(value, dict) else None
-            out += f"[{key}]" + (f" (id {pid})" if pid else "")
-        else:
-            value = value.get(key) if isinstance(value, dict) else None
-            out += f".{key}" if out else key
-    return out or "constitution"
+    return load_yaml_model(path, Constitution)
 
 
 def constitution_hash(spec: str) -> str:

@@ -7,11 +7,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from alignkit.errors import AlignkitError
 from alignkit.metrics import CategoryStats
+from alignkit.yamlfile import load_yaml_model
 
 BUILTIN_PROFILES = ("general", "healthcare", "legal", "finance", "creative")
 
@@ -52,18 +52,7 @@ def load_profile(spec: str) -> Profile:
         path = Path(spec)
         if not path.exists():
             raise AlignkitError(f"unknown profile '{spec}'; built-in: {', '.join(BUILTIN_PROFILES)}, or a YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise AlignkitError(f"{where}: not valid YAML") from None
-    try:
-        return Profile.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise AlignkitError(f"{path}: {loc}: {first['msg']}") from None
+    return load_yaml_model(path, Profile)
 
 
 @dataclass
