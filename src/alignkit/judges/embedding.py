@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from alignkit.embeddings import DEFAULT_ENCODER, _packaged_encoder
+from alignkit.embeddings import DEFAULT_ENCODER, packaged_encoder
 from alignkit.judges.base import OUTCOMES, Verdict
 from alignkit.judges.labels import LabelledResponse, builtin_labelled
 from alignkit.models import home
@@ -61,7 +61,7 @@ class ReplyClassifier(torch.nn.Module):
 
 
 def _encoder_ref(encoder: str) -> str:
-    return str(_packaged_encoder()) if encoder == DEFAULT_ENCODER else encoder
+    return str(packaged_encoder()) if encoder == DEFAULT_ENCODER else encoder
 
 
 class EmbeddingJudge:
