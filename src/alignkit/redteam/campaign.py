@@ -24,7 +24,7 @@ from alignkit.data import load_prompts, preference_record, write_records
 from alignkit.errors import DataError
 from alignkit.judges.base import Judge
 from alignkit.metrics import Rate
-from alignkit.redteam.base import Attack, Budget, Seed, TemplateAttack, Trial, attempt
+from alignkit.redteam.base import SUCCESS_OUTCOMES, Attack, Budget, Seed, TemplateAttack, Trial, attempt
 from alignkit.refusals import refusal_for
 from alignkit.store import Store
 from alignkit.suites import load_suite, select_split
@@ -272,24 +272,14 @@ def strongest_per_seed(units: Sequence[dict[str, Any]], table: dict[str, dict[st
 
 
 def export_findings(
-    store_path: str | Path,
-    model: str,
-    cfg: CampaignConfig,
-    out_dir: str | Path,
-    constitution: Constitution | None = None,
+    successes: Sequence[dict[str, Any]], out_dir: str | Path, constitution: Constitution | None = None
 ) -> tuple[Path, Path, int]:
-    """Successful trials as (a) TRL preference pairs: the attack conversation, the refusal the
-    constitution gives for the seed's hazard category as `chosen` (alignkit's table where no principle
-    covers it), the target's reply as `rejected`; (b) a regression suite for `alignkit posture --suite`."""
-    store = Store(store_path)
-    try:
-        trials = [
-            t for t in store.rt_trials(model, cfg.key()) if t["outcome"] in ("full_compliance", "partial_refusal")
-        ]
-    finally:
-        store.close()
+    """Successful trials (as the store returns them) as (a) TRL preference pairs: the attack
+    conversation, the refusal the constitution gives for the seed's hazard category as `chosen`
+    (alignkit's table where no principle covers it), the target's reply as `rejected`; (b) a regression
+    suite for `alignkit posture --suite`."""
     pairs, suite = [], []
-    for t in trials:
+    for t in successes:
         conversation = json.loads(t["conversation"])
         pair = PreferencePair(
             prompt=conversation,
@@ -318,8 +308,7 @@ def _refusal(constitution: Constitution | None, category: str) -> str:
     return written or refusal_for(category)
 
 
-def summary(result: CampaignResult) -> dict[str, Any]:
-    table = success_table(result.units)
+def summary(result: CampaignResult, table: dict[str, dict[str, Rate]]) -> dict[str, Any]:
     return {
         "model": result.model,
         "config": result.config,
@@ -347,26 +336,26 @@ def redteam(
 
     out = Path(out_dir)
     result = run_campaign(target, judge, seeds, attacks, cfg, out, progress)
-    body = summary(result)
-    prefs, regression, n = export_findings(out / "alignkit.sqlite", target.name, cfg, out, constitution)
+    table = success_table(result.units)
+    body = summary(result, table)
+    store = Store(out / "alignkit.sqlite")
+    try:
+        successes = [t for t in store.rt_trials(target.name, cfg.key()) if t["outcome"] in SUCCESS_OUTCOMES]
+    finally:
+        store.close()
+    prefs, regression, n = export_findings(successes, out, constitution)
     body["findings"] = {"preferences": str(prefs), "regression_suite": str(regression), "pairs": n}
     (out / "redteam.json").write_text(json.dumps(body, indent=1) + "\n")
-    table = success_table(result.units)
-    (out / "report.html").write_text(render_redteam(body, table, _examples(out, target.name, cfg)), encoding="utf-8")
+    (out / "report.html").write_text(render_redteam(body, table, _examples(successes)), encoding="utf-8")
     return result, body
 
 
-def _examples(out: Path, model: str, cfg: CampaignConfig) -> list[dict[str, Any]]:
+def _examples(successes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first successful trial of each attack."""
-    store = Store(out / "alignkit.sqlite")
-    try:
-        trials = store.rt_trials(model, cfg.key())
-    finally:
-        store.close()
     seen: set[str] = set()
     examples = []
-    for t in trials:
-        if t["attack"] in seen or t["outcome"] not in ("full_compliance", "partial_refusal"):
+    for t in successes:
+        if t["attack"] in seen:
             continue
         seen.add(t["attack"])
         sent = "\n\n".join(f"[{m['role']}] {m['content']}" for m in json.loads(t["conversation"]))
