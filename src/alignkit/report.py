@@ -152,14 +152,21 @@ def _examples(r: PostureResult, limit_chars: int = 600) -> str:
     return f"<table><tr><th>category</th><th>judged</th><th>prompt</th><th>reply</th></tr>{rows}</table>"
 
 
+def _page(title: str, meta: dict[str, Any], sections: Sequence[str]) -> str:
+    """A whole self-contained page: title, the table of what was run, then the sections."""
+    meta_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta.items())
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1><table>{meta_rows}</table>"
+        f"{''.join(sections)}</body></html>"
+    )
+
+
 def render(results: Sequence[PostureResult], meta: dict[str, Any], title: str = "alignkit posture report") -> str:
     """The whole report as one HTML string."""
     if not results:
         raise ValueError("a report needs at least one result")
-    meta_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta.items())
     body = [
-        f"<h1>{_e(title)}</h1>",
-        f"<table>{meta_rows}</table>",
         "<h2>Posture</h2>",
         '<p class="muted">Lower-left is better. Bars are 95% Wilson intervals. '
         + ("Worst of k samples per prompt." if results[0].worst_of_k else "Greedy decoding.")
@@ -177,10 +184,7 @@ def render(results: Sequence[PostureResult], meta: dict[str, Any], title: str = 
         "<h2>Example replies</h2>",
         *[f"<h3>{_e(r.model)}</h3>{_examples(r)}" for r in results],
     ]
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
-    )
+    return _page(title, meta, body)
 
 
 def write_report(results: Sequence[PostureResult], out_dir: str | Path, meta: dict[str, Any]) -> Path:
@@ -245,10 +249,7 @@ def render_redteam(summary: dict[str, Any], table: dict[str, dict[str, Rate]], e
         "target calls / tokens / seconds": f"{usage['prompts']:.0f} / {usage['tokens']:.0f} / {usage['seconds']:.0f}",
         "complete": "yes" if summary["complete"] else f"no (stopped by {summary['stopped_by']})",
     }
-    meta_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta.items())
     body = [
-        "<h1>alignkit red-team report</h1>",
-        f"<table>{meta_rows}</table>",
         "<h2>Attack success rate by category</h2>",
         '<p class="muted">A unit succeeds when any of its attempts is judged full or partial compliance.</p>',
         heatmap(table),
@@ -257,7 +258,4 @@ def render_redteam(summary: dict[str, Any], table: dict[str, dict[str, Rate]], e
         "<h2>Examples</h2>",
         f"<table><tr><th>attack</th><th>judged</th><th>sent</th><th>reply</th></tr>{ex}</table>",
     ]
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>alignkit red-team report</title>'
-        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
-    )
+    return _page("alignkit red-team report", meta, body)
