@@ -382,6 +382,94 @@ def redteam(
     )
 
 
+@app.command()
+def curate(
+    model: ModelOpt = "smollm2-135m-instruct",
+    constitution: Annotated[str, typer.Option(help="default, healthcare, creative, or a YAML file.")] = "default",
+    out: Annotated[Path, typer.Option(help="Folder: sft.jsonl, preferences.jsonl, trace.jsonl, curate.json.")] = Path(
+        "runs/curate"
+    ),
+    method: Annotated[str, typer.Option(help="sl-cai, rlaif or distill.")] = "sl-cai",
+    prompts: Annotated[
+        str, typer.Option(help="A built-in suite (its --split) or a prompts file (JSONL/CSV/Parquet).")
+    ] = "default",
+    split: Annotated[str, typer.Option(help="train, test or all (built-in suites).")] = "train",
+    teacher: Annotated[str | None, typer.Option(help="Feedback model (default: the model itself).")] = None,
+    teacher_base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint serving --teacher (else it loads locally).")
+    ] = None,
+    judge: JudgeOpt = "embedding",
+    rounds: Annotated[int, typer.Option(min=1, help="sl-cai: critique-revision rounds.")] = 1,
+    samples: Annotated[int, typer.Option(min=2, help="rlaif: replies sampled per prompt.")] = 2,
+    principles: Annotated[int, typer.Option(min=1, help="rlaif: principles per comparison.")] = 2,
+    chain_of_thought: Annotated[bool, typer.Option(help="rlaif: feedback reasons first (clamped 40-60%).")] = False,
+    repair: Annotated[bool, typer.Option(help="Replace replies the judge rejects (weak-teacher repair).")] = True,
+    limit: Annotated[int | None, typer.Option(help="Curate only the first N prompts.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 160,
+    seed: Annotated[int, typer.Option()] = 0,
+    backend: BackendOpt = BackendChoice.hf,
+    batch_size: BatchOpt = 32,
+    concurrency: ConcurrencyOpt = 8,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+) -> None:
+    """Turn prompts into SFT and preference data under a constitution (SL-CAI, RLAIF, context distillation)."""
+    from alignkit.constitution import constitution_hash, load_constitution
+    from alignkit.curate import METHODS, CurateConfig
+    from alignkit.curate import curate as run_curate
+    from alignkit.judges import make_judge
+    from alignkit.suites import load_suite, select_split
+
+    if method not in METHODS:
+        raise AlignkitError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
+    principles_doc = load_constitution(constitution)
+    prompt_list = select_split(load_suite(prompts), split)  # type: ignore[arg-type]
+    prompt_list = prompt_list[:limit] if limit is not None else prompt_list
+    if not prompt_list:
+        raise AlignkitError(f"no prompts in {prompts} (split {split})")
+    cfg = CurateConfig(
+        method=method,  # type: ignore[arg-type]
+        rounds=rounds,
+        samples=samples,
+        principles_per_comparison=principles,
+        chain_of_thought=chain_of_thought,
+        repair=repair,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
+    with err.status(f"loading {model} and the {judge} judge ..."):
+        policy = _backend(backend, model, batch_size, concurrency, base_url, api_key_env)
+        if teacher is None:
+            feedback = policy
+        else:
+            kind = BackendChoice.openai if teacher_base_url else BackendChoice.hf
+            feedback = _backend(kind, teacher, batch_size, concurrency, teacher_base_url, api_key_env)
+        j = make_judge(judge)
+    provenance = {"constitution_sha256": constitution_hash(constitution), "prompts_source": prompts}
+    result = _run_with_bar(
+        lambda progress: run_curate(
+            prompt_list,
+            policy=policy,
+            judge=j,
+            constitution=principles_doc,
+            out_dir=out,
+            config=cfg,
+            teacher=feedback,
+            progress=progress,
+            provenance=provenance,
+        )
+    )
+    s = result.summary
+    console.print(
+        f"{s['prompts']} prompts -> {s['sft_records']} SFT records, {s['preference_pairs']} preference pairs "
+        f"({s['from_model']} from the model, {s['repaired']} repaired, {s['dropped']} dropped)"
+    )
+    if "feedback_agreement_with_judge" in s:
+        a = s["feedback_agreement_with_judge"]
+        console.print(f"AI feedback agrees with the judge on {a['agree']}/{a['scored']} pairs the judge separates")
+    console.print(f"wrote {result.sft_path}, {result.preferences_path}, {out / 'curate.json'}")
+
+
 ConstitutionArg = Annotated[str, typer.Argument(help="default, healthcare, creative, or a YAML file.")]
 
 
