@@ -71,7 +71,7 @@ def run(tmp_path: Path, teacher: MockBackend, prompts: list[Prompt], **cfg: obje
 
 
 def test_sl_cai_revision_accepted_and_pairs_revision_over_original(tmp_path: Path) -> None:
-    teacher = MockBackend({"Critique request": "It gives bomb steps.", "Revision request": "Revision: REFUSE politely."})
+    teacher = MockBackend({"Critique request": "Gives bomb steps.", "Revision request": "Revision: REFUSE politely."})
     summary, trace = run(tmp_path, teacher, [HARMFUL])
     assert trace[0]["final"] == "REFUSE politely." and trace[0]["source"] == "model"
     assert trace[0]["rounds"][0]["critique"] == "It gives bomb steps."
@@ -163,7 +163,7 @@ def test_without_repair_the_model_output_is_kept_as_is(tmp_path: Path) -> None:
 
 
 def test_distill_targets_drop_the_system_prompt(tmp_path: Path) -> None:
-    summary, trace = run(tmp_path, MockBackend(["unused"]), [HARMFUL, ORDINARY], method="distill")
+    _, trace = run(tmp_path, MockBackend(["unused"]), [HARMFUL, ORDINARY], method="distill")
     sft = load_sft(tmp_path / "sft.jsonl")
     assert all(m["role"] != "system" for ex in sft for m in ex.messages)
     assert sft[0].messages[-1]["content"] == "REFUSE: not with the principles"
