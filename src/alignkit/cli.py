@@ -470,6 +470,35 @@ def curate(
     console.print(f"wrote {result.sft_path}, {result.preferences_path}, {out / 'curate.json'}")
 
 
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    method: Annotated[str, typer.Argument(help="sft, dpo, ipo, robust, simpo, orpo, kto or reward.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value settings over the config, e.g. learning_rate=1e-4 lora=false.")
+    ] = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    data: Annotated[
+        Path, typer.Option(help="Training data: TRL JSONL (messages, prompt/chosen/rejected, ...).")
+    ] = Path("runs/curate/preferences.jsonl"),
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings (see TrainConfig).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")] = Path("runs/train"),
+) -> None:
+    """Train with SFT, the DPO family, KTO or a reward model (LoRA by default; resumable)."""
+    from alignkit.train.config import METHODS, load_train_config
+    from alignkit.train.loop import train as run_train
+
+    if method not in METHODS:
+        raise AlignkitError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
+    if not data.exists():
+        raise AlignkitError(f"{data}: no such file")
+    cfg = load_train_config(config, overrides or [], method)
+    result = _run_with_bar(lambda progress: run_train(model, data, out, cfg, progress))
+    shown = {k: v for k, v in {**result.final_metrics, **result.eval_metrics}.items() if k not in ("step", "epoch")}
+    console.print(", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, float)))
+    rate = result.examples_seen / result.train_seconds if result.train_seconds else 0.0
+    console.print(f"{result.steps} steps, {rate:.3g} examples/s; model: {result.model_dir or result.adapter_dir}")
+
+
 ConstitutionArg = Annotated[str, typer.Argument(help="default, healthcare, creative, or a YAML file.")]
 
 

@@ -1,0 +1,1 @@
+"""Offline training: objectives (pure losses) and the one loop that runs them."""

@@ -1,0 +1,158 @@
+"""Training data as token ids: chat-template rendering, loss masks, truncation, length-grouped batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignkit.data import load_preferences, load_sft, load_unpaired
+from alignkit.errors import AlignkitError
+from alignkit.train.config import TrainConfig
+from alignkit.types import Conversation
+
+
+@dataclass
+class Sequence_:
+    """One tokenised sequence: `ids` and the positions whose tokens carry loss (`loss_mask`, 1 = trained)."""
+
+    ids: list[int]
+    loss_mask: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Example:
+    """What one training example becomes: one sequence (sft, kto) or a chosen and a rejected (paired)."""
+
+    index: int
+    seqs: list[Sequence_]
+    weight: float | None = None
+    """Paired: soft label p(chosen preferred); None = 1."""
+    desirable: bool | None = None
+    """KTO label."""
+
+    @property
+    def length(self) -> int:
+        return max(len(s) for s in self.seqs)
+
+
+class ChatTokenizer:
+    """Renders conversations with the model's chat template and marks the assistant tokens."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tok = tokenizer
+        self.max_length = max_length
+
+    def render(self, conversation: Conversation, *, generation_prompt: bool) -> str:
+        return str(self.tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=generation_prompt))
+
+    def ids(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def conversation(self, messages: Conversation) -> Sequence_:
+        """Every assistant turn is trained: each one's span is what rendering it adds after the prompt."""
+        ids: list[int] = []
+        mask: list[int] = []
+        done = ""
+        for k, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before = self.render(messages[:k], generation_prompt=True)
+            upto = self.render(messages[: k + 1], generation_prompt=False)
+            if not before.startswith(done) or not upto.startswith(before):
+                raise AlignkitError("the chat template does not render conversations as prefixes of each other")
+            for text, trained in ((before[len(done) :], 0), (upto[len(before) :], 1)):
+                piece = self.ids(text)
+                ids += piece
+                mask += [trained] * len(piece)
+            done = upto
+        return self._truncate(Sequence_(ids, mask))
+
+    def pair(self, prompt: Conversation, reply: Conversation) -> Sequence_:
+        return self.conversation([*prompt, *reply])
+
+    def _truncate(self, s: Sequence_) -> Sequence_:
+        """Too long: drop prompt tokens from the left (keeping half the budget for them at most), then
+        reply tokens from the right."""
+        over = len(s) - self.max_length
+        if over <= 0:
+            return s
+        first = s.loss_mask.index(1) if 1 in s.loss_mask else len(s)
+        cut = min(over, max(0, first - self.max_length // 2))
+        ids, mask = s.ids[cut:], s.loss_mask[cut:]
+        return Sequence_(ids[: self.max_length], mask[: self.max_length])
+
+
+def _held_out(key: str, fraction: float) -> bool:
+    h = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < fraction
+
+
+def load_examples(path: str | Path, cfg: TrainConfig, tok: ChatTokenizer) -> tuple[list[Example], list[Example]]:
+    """The data file as (train, eval) examples, per the method's format."""
+    examples: list[Example] = []
+    keys: list[str] = []
+    if cfg.method == "sft":
+        for i, ex in enumerate(load_sft(path)):
+            examples.append(Example(i, [tok.conversation(ex.messages)]))
+            keys.append(json.dumps(ex.messages))
+    elif cfg.method == "kto":
+        for i, u in enumerate(load_unpaired(path)):
+            examples.append(Example(i, [tok.pair(u.prompt, u.completion)], desirable=u.label))
+            keys.append(json.dumps([u.prompt, u.completion]))
+    else:
+        for i, p in enumerate(load_preferences(path)):
+            weight = p.chosen_weight if cfg.use_soft_labels else None
+            examples.append(Example(i, [tok.pair(p.prompt, p.chosen), tok.pair(p.prompt, p.rejected)], weight))
+            keys.append(json.dumps(p.prompt))
+    if not examples:
+        raise AlignkitError(f"{path}: no examples")
+    empty = [e.index for e in examples if any(sum(s.loss_mask) == 0 for s in e.seqs)]
+    if empty:
+        raise AlignkitError(f"{path}: example {empty[0] + 1} has no reply tokens left after truncation to max_length")
+    # pairs split by prompt, so one prompt's pairs never sit on both sides
+    train = [e for e, k in zip(examples, keys, strict=True) if not _held_out(k, cfg.eval_fraction)]
+    held = [e for e, k in zip(examples, keys, strict=True) if _held_out(k, cfg.eval_fraction)]
+    if not train:
+        train, held = held, []
+    return train, held
+
+
+def epoch_order(examples: Sequence[Example], global_batch: int, seed: int, epoch: int) -> list[list[Example]]:
+    """Global batches for one epoch, a pure function of (seed, epoch) so a resumed run sees the same
+    order. Length-grouped: shuffled, then sorted by length inside windows of 64 batches, so a batch pads
+    little while the order stays random; the batches are then shuffled again."""
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(examples)
+    rng.shuffle(order)
+    window = global_batch * 64
+    grouped: list[Example] = []
+    for start in range(0, len(order), window):
+        grouped += sorted(order[start : start + window], key=lambda e: e.length, reverse=True)
+    batches = [grouped[i : i + global_batch] for i in range(0, len(grouped), global_batch)]
+    if len(batches) > 1 and len(batches[-1]) < global_batch:
+        batches.pop()
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(seqs: Sequence[Sequence_], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded (N, T) ids, attention mask and loss mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s.ids)
+        attn[row, : len(s)] = 1
+        loss[row, : len(s)] = torch.tensor(s.loss_mask)
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss}
