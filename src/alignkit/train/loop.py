@@ -107,7 +107,12 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         bf16 = torch.cuda.is_available() if cfg.bf16 is None else cfg.bf16
-        self.acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="bf16" if bf16 else "no")
+        # cpu=True when there is no GPU: accelerate then runs several processes as gloo DDP on the CPU
+        self.acc = Accelerator(
+            gradient_accumulation_steps=cfg.grad_accum,
+            mixed_precision="bf16" if bf16 else "no",
+            cpu=not torch.cuda.is_available(),
+        )
         self.model_path = resolve(model)
         self.model_name = model
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
@@ -402,6 +407,7 @@ class Trainer:
         tmp = self._ckpt_root / f".step-{step:07d}.tmp"
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=False)
         if acc.is_main_process:
