@@ -305,3 +305,50 @@ def test_curate_cli_on_the_tiny_model(tmp_path: Path, tiny_model_path: Path) -> 
         assert json.loads(line)["provenance"]["policy"] == str(tiny_model_path)
     load_sft(out / "sft.jsonl")
     load_preferences(out / "preferences.jsonl")
+
+
+def test_curated_data_trains_unchanged_in_the_training_loop(tmp_path: Path, tiny_model_path: Path) -> None:
+    from alignkit.train.config import TrainConfig
+    from alignkit.train.loop import train
+
+    teacher = MockBackend({"Critique request": "bad", "Revision request": "REFUSE politely."})
+    prompts = [HARMFUL, HARMFUL2, LOOKALIKE, ORDINARY] * 2
+    prompts = [Prompt(f"{p.id}-{i}", p.text, category=p.category, label=p.label) for i, p in enumerate(prompts)]
+    result = curate(prompts, policy=MockBackend(policy_script), teacher=teacher, judge=KeywordJudge(),
+                    constitution=CONSTITUTION, out_dir=tmp_path / "cur",
+                    config=CurateConfig(method="rlaif"))  # fmt: skip
+    curate(prompts, policy=MockBackend(policy_script), teacher=teacher, judge=KeywordJudge(),
+           constitution=CONSTITUTION, out_dir=tmp_path / "sl")  # fmt: skip
+    settings = dict(max_steps=1, batch_size=2, max_length=96, eval_fraction=0.0, merge=False)
+    sft = train(
+        str(tiny_model_path), tmp_path / "sl" / "sft.jsonl", tmp_path / "t1", TrainConfig(method="sft", **settings)
+    )
+    dpo = train(str(tiny_model_path), result.preferences_path, tmp_path / "t2", TrainConfig(method="dpo", **settings))
+    assert sft.steps == dpo.steps == 1
+
+
+@pytest.mark.slow
+def test_sl_cai_on_smollm2_writes_loadable_data_with_provenance(tmp_path: Path, smollm2_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from alignkit.cli import app
+
+    prompts = tmp_path / "p.jsonl"
+    rows = [HARMFUL, HARMFUL2, LOOKALIKE, ORDINARY]
+    prompts.write_text("".join(json.dumps({"id": p.id, "prompt": p.text, "label": p.label,
+                                           "category": p.category}) + "\n" for p in rows))  # fmt: skip
+    out = tmp_path / "cur"
+    args = ["curate", "--prompts", str(prompts), "--split", "all", "--max-new-tokens", "48", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    sft, pairs = load_sft(out / "sft.jsonl"), load_preferences(out / "preferences.jsonl")
+    assert len(sft) >= 3 and len(pairs) >= 2
+    for line in [*(out / "sft.jsonl").read_text().splitlines(), *(out / "preferences.jsonl").read_text().splitlines()]:
+        prov = json.loads(line)["provenance"]
+        assert prov["policy"] == "smollm2-135m-instruct" and prov["judge"] == "embedding" and prov["source"]
+    from alignkit.judges import make_judge
+
+    harmful = [(ex.messages[0]["content"], ex.messages[-1]["content"]) for ex in sft
+               if ex.messages[0]["content"] in (HARMFUL.text, HARMFUL2.text)]  # fmt: skip
+    verdicts = make_judge("embedding").judge([p for p, _ in harmful], [r for _, r in harmful])
+    assert len(harmful) == 2 and all(v.refused for v in verdicts)

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from alignkit import __version__
 from alignkit.errors import AlignkitError
+from alignkit.guard.cli import guard_app
 
 app = typer.Typer(
     help="Measure, red-team, align and guard language models from one written constitution.",
@@ -36,6 +37,7 @@ constitution_app = typer.Typer(help="The constitution: principles in YAML.", no_
 app.add_typer(constitution_app, name="constitution")
 judge_app = typer.Typer(help="Judges: measure how well they agree with labelled replies.", no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
+app.add_typer(guard_app, name="guard")
 console = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,260 @@
+# ruff: noqa: RUF001
+"""What rails read: text normalised against the tricks that hide words from pattern matching.
+
+`clean` is what passes on (to the model, to the client): Unicode NFKC with invisible characters
+removed. Views are alternative readings of `clean` that rails check as well: `folded` (look-alike
+letters from other scripts folded to ASCII, accents dropped, one character for one, so offsets hold),
+`despaced` ("b o m b", "k-i-l-l" joined), `deleet` ("1gn0r3" as "ignore"), `digits` ("(3o3) SSS-0IBS" as
+"(303) 555-0185") and `squashed` (lower-case letters and digits only). Each view but the squashed one maps
+its characters back to offsets in `clean`, so a rail that finds PII in any view can redact it where it
+stands.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+INVISIBLE = frozenset(
+    [
+        0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0,
+        *range(0x200B, 0x2010),  # zero-width space, non-joiner, joiner, LRM, RLM
+        *range(0x202A, 0x202F),  # bidi embeddings and overrides
+        *range(0x2060, 0x2070),  # word joiner, invisible operators, bidi isolates
+        *range(0xFE00, 0xFE10),  # variation selectors
+        *range(0xE0100, 0xE01F0),  # variation selectors supplement
+        *range(0xE0000, 0xE0080),  # tag characters (invisible ASCII smuggling; decoded as a view)
+    ]
+)  # fmt: skip
+ZWJ = 0x200D
+
+_CONFUSABLES = {
+    # Cyrillic
+    "а": "a", "в": "b", "с": "c", "ԁ": "d", "е": "e", "һ": "h", "і": "i", "ј": "j", "к": "k", "м": "m",
+    "н": "h", "о": "o", "р": "p", "ԛ": "q", "г": "r", "ѕ": "s", "т": "t", "у": "y", "х": "x", "ԝ": "w",
+    "ү": "y", "ѡ": "w", "ɡ": "g", "ӏ": "l", "ь": "b", "ъ": "b", "ё": "e", "ї": "i", "џ": "u", "п": "n",
+    "А": "A", "В": "B", "С": "C", "Е": "E", "Н": "H", "І": "I", "Ј": "J", "К": "K", "М": "M", "О": "O",
+    "Р": "P", "Ѕ": "S", "Т": "T", "Х": "X", "У": "Y", "Ү": "Y", "Ԁ": "D", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "l",
+    "Ь": "b", "З": "3", "Ч": "4", "б": "6",
+    # Greek
+    "α": "a", "β": "b", "γ": "y", "δ": "d", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
+    "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ς": "s", "σ": "o", "μ": "u",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
+    "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ϲ": "C", "ϲ": "c", "ϳ": "j",
+    # Armenian, Latin extensions, small capitals, IPA
+    "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "ı": "i", "ȷ": "j", "ɑ": "a", "ɒ": "a", "ɛ": "e",
+    "ɩ": "i", "ɪ": "i", "ʟ": "l", "ɴ": "n", "ʀ": "r", "ʏ": "y", "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d",
+    "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ᴊ": "j", "ᴋ": "k", "ᴍ": "m", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s", "ᴛ": "t",
+    "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ᴢ": "z", "ƅ": "b", "ɗ": "d", "ƒ": "f", "ɦ": "h", "ĸ": "k", "ł": "l",
+    "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ß": "b", "Ø": "O", "Ł": "L", "Đ": "D",
+    # punctuation look-alikes
+    "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-", "‘": "'", "’": "'", "‚": ",",
+    "“": '"', "”": '"', "„": '"', "․": ".", "‧": ".", "∙": ".", "•": ".", "⁄": "/", "∕": "/", "＠": "@",
+}  # fmt: skip
+# Enclosed, squared and regional-indicator letters, which NFKC leaves alone.
+for _base in (0x1F130, 0x1F150, 0x1F170, 0x1F1E6):
+    for _i in range(26):
+        _CONFUSABLES[chr(_base + _i)] = chr(ord("A") + _i)
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(c: str) -> str:
+    """One character for one: a confusable's ASCII twin, an accented letter's base letter, else itself."""
+    if c.isascii():
+        return c
+    if c in _CONFUSABLES:
+        return _CONFUSABLES[c]
+    base = unicodedata.normalize("NFKD", c)[:1]
+    return base if base.isascii() and base.isalnum() else c
+
+
+def _invisible(text: str, i: int) -> bool:
+    o = ord(text[i])
+    if o not in INVISIBLE:
+        return False
+    if o == ZWJ:
+        # Keep the joiner inside emoji sequences (family, profession and flag emoji).
+        prev, nxt = text[i - 1 : i], text[i + 1 : i + 2]
+        return not (prev and nxt and ord(prev) > 0x2000 and ord(nxt) > 0x2000 and not prev.isalpha())
+    return True
+
+
+def clean(text: str) -> str:
+    """NFKC, invisible characters removed, line and paragraph separators as newlines. Idempotent."""
+    text = unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        return text
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n")
+    text = "".join(c for i, c in enumerate(text) if not _invisible(text, i))
+    return unicodedata.normalize("NFKC", text)
+
+
+def fold(text: str) -> str:
+    """`text` with look-alike letters folded to ASCII, one character for one."""
+    return text if text.isascii() else "".join(_fold_char(c) for c in text)
+
+
+@dataclass(frozen=True)
+class View:
+    """One reading of a clean text."""
+
+    kind: str
+    """folded, despaced, squashed, deleet, or the decoder that produced it (base64, hex, rot13, ...)."""
+    text: str
+    origin: tuple[int, ...] | None = None
+    """Offset in the clean text of each character of `text`; None means the same offsets."""
+    span: tuple[int, int] | None = None
+    """For a decoded payload: the span of the clean text it was decoded from (all of it maps there)."""
+
+    def source_span(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the clean text that `text[start:end]` was read from."""
+        if self.span is not None:
+            return self.span
+        if self.origin is None:
+            return start, end
+        if end <= start:
+            return self.origin[start], self.origin[start]
+        return self.origin[start], self.origin[end - 1] + 1
+
+
+@dataclass(frozen=True)
+class Reading:
+    raw: str
+    clean: str
+    views: tuple[View, ...]
+
+    @property
+    def folded(self) -> str:
+        return self.views[0].text
+
+
+# Single characters set apart by spaces ("b o m b"); the gaps between words are wider ("i g n o r e   a l l").
+# A run may start right after an opening quote, bracket or "=" ("key='s k - ...").
+_SPACED = re.compile(r"(?<![^\s=:'\"(\[{<,;])\S(?:[ \t]{1,4}\S(?=[\s.,;:!?'\")\]}]|$)){2,}")
+# Single letters or digits joined by one repeated mark: "k-i-l-l", "b.o.m.b", "s.k.-.p.r.o.j".
+_JOINED = (
+    re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9](?P<sep>[-_])[A-Za-z0-9](?:(?P=sep)[A-Za-z0-9]){1,}(?![A-Za-z0-9])"),
+    re.compile(
+        r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-](?P<sep>[.*|/+~:·])[A-Za-z0-9_-](?:(?P=sep)[A-Za-z0-9_-]){1,}(?![A-Za-z0-9_-])"
+    ),
+)
+_JOIN_MARKS = "-_.*|/+~:·"
+_LEET = {"0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
+         "@": "a", "$": "s", "!": "i", "+": "t", "€": "e", "£": "l", "(": "c", "¡": "i"}  # fmt: skip
+_LEET_SYMBOLS = "@$!+€£(¡"
+_LEET_MIXED = re.compile(r"[A-Za-z](?:[0-9]|[@$!+€£(¡][A-Za-z0-9])|[0-9@$!+€£(¡][A-Za-z]")
+_DIGIT = re.compile(r"\d")
+_NOT_ALNUM = re.compile(r"[\W_]+")
+# A word with leet characters in it; symbols count only where a letter or digit follows ("$ystem", not "hi!").
+_LEET_CHAR = r"(?:[A-Za-z0-9]|[@$!+€£(¡](?=[A-Za-z0-9]))"
+_LEET_TOKEN = re.compile(rf"{_LEET_CHAR}+(?:'{_LEET_CHAR}+)*")
+# Digits written as letters ("(3o3) SSS-0IBS", "2ZZ3oo5ZT9S34Z0G"): runs of such tokens with enough digits.
+_AS_DIGIT = {
+    "O": "0", "o": "0", "D": "0", "I": "1", "l": "1", "i": "1", "L": "1", "Z": "2", "z": "2",
+    "E": "3", "A": "4", "S": "5", "s": "5", "G": "6", "b": "6", "T": "7", "B": "8", "g": "9", "q": "9",
+}  # fmt: skip
+_DIGITISH = "0-9" + "".join(_AS_DIGIT)
+_DIGIT_RUN = re.compile(rf"(?<![A-Za-z0-9])[{_DIGITISH}]+(?:[ \-./():+]{{1,2}}[{_DIGITISH}]+)*(?![A-Za-z0-9])")
+
+
+def _despace(text: str, origin: list[int]) -> tuple[str, list[int]]:
+    out: list[str] = []
+    out_origin: list[int] = []
+    pos = 0
+    for pattern in (_SPACED, *_JOINED):
+        out, out_origin, pos = [], [], 0
+        for m in pattern.finditer(text):
+            out.append(text[pos : m.start()])
+            out_origin.extend(origin[pos : m.start()])
+            run = m.group()
+            sep = m.groupdict().get("sep")
+            units = [(i, ch) for i, ch in enumerate(run) if ch not in " \t" and ch != sep]
+            gaps = [units[i + 1][0] - units[i][0] - 1 for i in range(len(units) - 1)]
+            narrow = min(gaps)
+            for i, (offset, unit) in enumerate(units):
+                if i and gaps[i - 1] > narrow:
+                    out.append(" ")
+                    out_origin.append(origin[m.start() + offset - 1])
+                out.append(unit)
+                out_origin.append(origin[m.start() + offset])
+            pos = m.end()
+        out.append(text[pos:])
+        out_origin.extend(origin[pos:])
+        text, origin = "".join(out), out_origin
+    return text, origin
+
+
+def _squash(text: str) -> str:
+    return _NOT_ALNUM.sub("", text).lower()
+
+
+def _deleet(text: str, one: str) -> str | None:
+    """Leet characters inside words read as letters ("1" as `one`); None when the text has none. In a
+    text written mostly in leet, short all-digit words are read as letters too ("41" as "ai"), and an
+    "@" between the parts of an e-mail address stays an "@"."""
+    if not _LEET_MIXED.search(text):
+        return None
+    tokens = _LEET_TOKEN.findall(text)
+    mixed = sum(1 for t in tokens if any(c.isalpha() for c in t) and not t.replace("'", "").isalpha())
+    mostly_leet = mixed >= 3 and mixed >= 0.3 * len(tokens)
+    changed = False
+
+    def swap(m: re.Match[str]) -> str:
+        nonlocal changed
+        token = m.group()
+        letters = sum(c.isalpha() for c in token)
+        if letters == len(token.replace("'", "")) or (letters == 0 and not (mostly_leet and len(token) <= 3)):
+            return token
+        changed = True
+        email = "@" in token and text[m.end() : m.end() + 1] == "."
+        return "".join(one if c == "1" else c if (c == "@" and email) else _LEET.get(c, c) for c in token)
+
+    out = _LEET_TOKEN.sub(swap, text)
+    return out if changed else None
+
+
+def _digits(text: str) -> str | None:
+    """Look-alike letters read as digits inside number-like runs; None when there are none."""
+    if len(_DIGIT.findall(text)) < 3:
+        return None
+    changed = False
+
+    def swap(m: re.Match[str]) -> str:
+        nonlocal changed
+        run = m.group()
+        digits = sum(c.isdigit() for c in run)
+        alnum = sum(c.isalnum() for c in run)
+        if digits < 3 or digits == alnum or digits < 0.3 * alnum:
+            return run
+        changed = True
+        return "".join(_AS_DIGIT.get(c, c) for c in run)
+
+    out = _DIGIT_RUN.sub(swap, text)
+    return out if changed else None
+
+
+def read(text: str) -> Reading:
+    """Normalise `text` and derive the views rails check."""
+    c = clean(text)
+    folded = fold(c)
+    despaced, origin = _despace(folded, list(range(len(folded))))
+    same = despaced == folded
+    offsets = None if same else tuple(origin)
+    views = [View("folded", folded)]
+    if not same:
+        views.append(View("despaced", despaced, offsets))
+    base = despaced
+    deleeted = _deleet(despaced, "i")
+    if deleeted is not None:
+        views.append(View("deleet", deleeted, offsets))
+        base = deleeted
+        if "1" in despaced:
+            views.append(View("deleet-l", _deleet(despaced, "l") or deleeted, offsets))
+    digits = _digits(despaced)
+    if digits is not None:
+        views.append(View("digits", digits, offsets))
+    # Squashed text cannot say where a match was, so it maps to the whole text.
+    views.append(View("squashed", _squash(base), span=(0, len(c))))
+    return Reading(text, c, tuple(views))
