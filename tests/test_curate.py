@@ -74,7 +74,7 @@ def test_sl_cai_revision_accepted_and_pairs_revision_over_original(tmp_path: Pat
     teacher = MockBackend({"Critique request": "Gives bomb steps.", "Revision request": "Revision: REFUSE politely."})
     summary, trace = run(tmp_path, teacher, [HARMFUL])
     assert trace[0]["final"] == "REFUSE politely." and trace[0]["source"] == "model"
-    assert trace[0]["rounds"][0]["critique"] == "It gives bomb steps."
+    assert trace[0]["rounds"][0]["critique"] == "Gives bomb steps."
     pairs = load_preferences(tmp_path / "preferences.jsonl")
     assert len(pairs) == 1
     assert pairs[0].chosen[0]["content"] == "REFUSE politely."
@@ -352,3 +352,10 @@ def test_sl_cai_on_smollm2_writes_loadable_data_with_provenance(tmp_path: Path, 
                if ex.messages[0]["content"] in (HARMFUL.text, HARMFUL2.text)]  # fmt: skip
     verdicts = make_judge("embedding").judge([p for p, _ in harmful], [r for _, r in harmful])
     assert len(harmful) == 2 and all(v.refused for v in verdicts)
+
+
+def test_benign_replies_can_be_self_distilled_without_critique(tmp_path: Path) -> None:
+    teacher = MockBackend({"Critique request": "crit", "Revision request": "REFUSE."})
+    _, trace = run(tmp_path, teacher, [HARMFUL, ORDINARY], critique_benign=False)
+    assert len(teacher.calls) == 2  # one critique and one revision, both for the harmful prompt
+    assert trace[1]["rounds"] == [] and trace[1]["final"] == "Dear aunt, thank you so much!"

@@ -171,8 +171,45 @@ def _gguf_cache_dir(gguf: Path) -> Path:
 # ---- resolution -------------------------------------------------------------------------------
 
 
+TINY_MODEL = "tiny-random-llama"
+"""A 2-layer Llama with random weights and SmolLM2's tokenizer: runs every stage in seconds (smoke runs)."""
+
+
+def build_tiny(dest: Path, tokenizer_from: str = DEFAULT_MODEL, seed: int = 0) -> Path:
+    """Build the tiny random model from a config (no download): same seed, same weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(tokenizer_from))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.2,
+    )
+    torch.manual_seed(seed)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent))
+    LlamaForCausalLM(config).save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
 def resolve(model: str, *, convert: bool = True) -> str:
     """A path or hub id that transformers' `from_pretrained` takes; converts GGUF on first use."""
+    if model == TINY_MODEL:
+        dest = _models_dir() / TINY_MODEL
+        return str(dest if _is_hf_folder(dest) else build_tiny(dest))
     if model in REGISTRY:
         dest = _models_dir() / model
         if _is_hf_folder(dest):

@@ -55,6 +55,9 @@ class CurateConfig:
     """`sl-cai` (critique and revision), `rlaif` (AI-feedback comparisons) or `distill` (context distillation)."""
     rounds: int = 1
     """sl-cai: critique-revision rounds per reply, each under a freshly drawn principle."""
+    critique_benign: bool = True
+    """sl-cai: also critique replies to benign prompts. Off, benign replies are self-distilled as the
+    paper mixes in helpful samples: kept when the judge finds them helpful, else a helpful sample."""
     samples: int = 2
     """rlaif: replies sampled per prompt (compared in disjoint pairs)."""
     principles_per_comparison: int = 2
@@ -300,27 +303,26 @@ def _sl_cai(ctx: _Ctx, prompts: Sequence[Prompt]) -> list[Record]:
     originals = ctx.generate(ctx.policy, convs, ctx.params())
     current = list(originals)
     rounds: list[list[Record]] = [[] for _ in prompts]
+    critiqued = [i for i, p in enumerate(prompts) if ctx.cfg.critique_benign or p.label == "harmful"]
     for r in range(ctx.cfg.rounds):
-        principles = [
-            _rng(ctx.cfg, p.id, f"round{r}").choice(applicable_principles(ctx.constitution, p)) for p in prompts
-        ]
+        principles = {
+            i: _rng(ctx.cfg, prompts[i].id, f"round{r}").choice(applicable_principles(ctx.constitution, prompts[i]))
+            for i in critiqued
+        }
         critiques = ctx.generate(
-            ctx.teacher,
-            [critique_conversation(c, reply, pr) for c, reply, pr in zip(convs, current, principles, strict=True)],
-            ctx.params(),
+            ctx.teacher, [critique_conversation(convs[i], current[i], principles[i]) for i in critiqued], ctx.params()
         )
         revisions = ctx.generate(
             ctx.teacher,
             [
-                revision_conversation(c, reply, pr, crit)
-                for c, reply, pr, crit in zip(convs, current, principles, critiques, strict=True)
+                revision_conversation(convs[i], current[i], principles[i], crit)
+                for i, crit in zip(critiqued, critiques, strict=True)
             ],
             ctx.params(),
         )
-        revisions = [clean_revision(x) or old for x, old in zip(revisions, current, strict=True)]
-        for i, pr in enumerate(principles):
-            rounds[i].append({"principle": pr.id, "critique": critiques[i], "revision": revisions[i]})
-        current = revisions
+        for i, crit, rev in zip(critiqued, critiques, revisions, strict=True):
+            current[i] = clean_revision(rev) or current[i]
+            rounds[i].append({"principle": principles[i].id, "critique": crit, "revision": current[i]})
     v_orig = ctx.verdicts(prompts, originals)
     v_final = ctx.verdicts(prompts, current)
     helpful: dict[str, str | None] = {}
