@@ -501,6 +501,33 @@ def train(
     console.print(f"{result.steps} steps, {rate:.3g} examples/s; model: {result.model_dir or result.adapter_dir}")
 
 
+@app.command("run")
+def run_loop(
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value preset settings, e.g. curate_harmful=32 profile=healthcare.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model to align (default: the preset's).")] = None,
+    constitution: Annotated[str, typer.Option(help="default, healthcare, creative, or a YAML file.")] = "default",
+    preset: Annotated[str, typer.Option(help="cpu-demo, smoke or gpu.")] = "cpu-demo",
+    out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")] = Path("runs/demo"),
+) -> None:
+    """The whole loop once: measure, red-team, curate, train, measure again, guard, report."""
+    from alignkit.pipeline import make_preset
+    from alignkit.pipeline import run as run_pipeline
+
+    chosen = make_preset(preset, model, overrides or [])
+    result = _run_with_bar(lambda progress: run_pipeline(chosen, constitution, out, progress))
+    table = Table("test split", *result.headline)
+    for key, label in (
+        ("harmful_compliance_rate", "harmful answered"),
+        ("lookalike_over_refusal_rate", "look-alikes refused"),
+        ("ordinary_refusal_rate", "ordinary refused"),
+    ):
+        table.add_row(label, *(f"{100 * h[key]['rate']:.1f}%" for h in result.headline.values()))
+    console.print(table)
+    console.print(f"wrote {out / 'report.html'}, {out / 'posture_card.json'}; aligned model: {out / 'model'}")
+
+
 ConstitutionArg = Annotated[str, typer.Argument(help="default, healthcare, creative, or a YAML file.")]
 
 
