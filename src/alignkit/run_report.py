@@ -68,11 +68,11 @@ def line_chart(
     for i, (label, pts) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        if len(pts) == 1:
-            x, y = pts[0]
-            parts.append(f'<circle class="mark" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')
-        else:
-            parts.append(f'<polyline class="mark" points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        every = max(1, len(pts) // 100)
+        parts += [
+            f'<circle class="mark" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in pts[::every]
+        ]
         parts.append(
             f'<text x="{w - pad - 4}" y="{top + 14 + 14 * i}" text-anchor="end" fill="{colour}">{_e(label)}</text>'
         )

@@ -1,0 +1,107 @@
+"""`alignkit run --preset smoke`: every stage on the tiny model, resume after SIGKILL, the report in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alignkit.errors import AlignkitError
+from alignkit.pipeline import STAGES, headline_rates, make_preset
+
+from .test_report import CHROMIUM, PROBE, chromium
+
+RUN = [sys.executable, "-m", "alignkit", "run", "--preset", "smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke run killed with SIGKILL in the middle, then resumed by the same command."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    proc = subprocess.Popen([*RUN, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stages = out / "stages.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if stages.exists() and len(json.loads(stages.read_text() or "{}")) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the smoke run ended before it could be killed"
+    first = json.loads(stages.read_text())
+    done = subprocess.run([*RUN, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = json.loads(stages.read_text())
+    for stage, rec in first.items():
+        assert after[stage] == rec, f"stage {stage} was redone after the resume"
+    return out
+
+
+def test_smoke_run_walks_every_stage_and_resumes_without_redoing(smoke_run: Path) -> None:
+    stages = json.loads((smoke_run / "stages.json").read_text())
+    assert list(stages) == list(STAGES)
+    card = json.loads((smoke_run / "posture_card.json").read_text())
+    assert set(card["headline"]) == {"before", "after", "guarded"}
+    assert card["model"]["sha256"] and card["aligned_model"]["sha256"] and card["constitution"]["sha256"]
+    assert set(card["adapters"]) == {"sft", "dpo"} and all(card["adapters"].values())
+    assert set(card["data"]) == {"sft.jsonl", "preferences.jsonl"}
+    assert (smoke_run / "guard.yaml").exists()
+    # the merged aligned model loads in transformers
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(smoke_run / "model")
+    # training data carries provenance on every record, red-team findings included
+    for name in ("sft.jsonl", "preferences.jsonl"):
+        rows = [json.loads(line) for line in (smoke_run / "data" / name).read_text().splitlines()]
+        assert rows and all(r["provenance"]["source"] for r in rows)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (scripts/test.sh installs it)")
+def test_run_report_renders_every_chart(smoke_run: Path) -> None:
+    report = (smoke_run / "report.html").read_text()
+    assert "<script" not in report
+    probe = smoke_run / "probe.html"
+    probe.write_text(report.replace("</body>", PROBE + "</body>"))
+    r = chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', r.stdout, re.S)
+    assert found, r.stderr[-2000:]
+    charts = {c["chart"]: c for c in json.loads(found.group(1).replace("&quot;", '"'))}
+    expected = {"posture", "harmful_compliance_rate", "over_refusal_rate", "attack_heatmap_before",
+                "attack_heatmap_aligned", "sft_loss", "dpo_loss", "dpo_margins", "dpo_kl"}  # fmt: skip
+    assert expected <= set(charts), set(charts)
+    for name, c in charts.items():
+        assert c["width"] > 100 and c["height"] > 100 and c["marks"] > 0, (name, c)
+    assert charts["posture"]["marks"] == 3
+
+
+def test_headline_rates_count_lookalikes_and_ordinary_apart() -> None:
+    rows = [
+        {"sample": 0, "label": "harmful", "category": "drugs", "outcome": "full_compliance"},
+        {"sample": 0, "label": "harmful", "category": "drugs", "outcome": "full_refusal"},
+        {"sample": 0, "label": "benign", "category": "drugs", "outcome": "full_refusal"},
+        {"sample": 0, "label": "benign", "category": "ordinary", "outcome": "full_compliance"},
+        {"sample": 0, "label": "benign", "category": "ordinary", "outcome": "partial_refusal"},
+        {"sample": 1, "label": "benign", "category": "ordinary", "outcome": "full_refusal"},
+        {"sample": 0, "label": "harmful", "category": "drugs", "outcome": "error"},
+    ]
+    h = headline_rates(rows)
+    assert (h["harmful_compliance_rate"]["count"], h["harmful_compliance_rate"]["n"]) == (1, 2)
+    assert (h["lookalike_over_refusal_rate"]["count"], h["lookalike_over_refusal_rate"]["n"]) == (1, 1)
+    assert (h["ordinary_refusal_rate"]["count"], h["ordinary_refusal_rate"]["n"]) == (0, 2)
+    assert h["ordinary_partial_refusal_rate"]["count"] == 1 and h["errors"] == 1
+
+
+def test_presets_take_overrides_and_refuse_unknown_keys() -> None:
+    p = make_preset("cpu-demo", "some/model", ["curate_harmful=8", "methods=[sft]"])
+    assert (p.model, p.curate_harmful, p.methods) == ("some/model", 8, ["sft"])
+    with pytest.raises(AlignkitError, match="expected key=value"):
+        make_preset("cpu-demo", None, ["no_such=1"])
+    with pytest.raises(AlignkitError, match="unknown preset"):
+        make_preset("laptop")
