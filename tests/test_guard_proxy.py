@@ -183,6 +183,38 @@ def test_rail_failure_fails_closed(tmp_path: Path) -> None:
         assert "classified" not in r.text and '"error"' in r.text
 
 
+def test_a_model_free_side_runs_on_the_event_loop(tmp_path: Path) -> None:
+    """Only a side with a rail that runs a model pays for a thread hop: here the input side (a model
+    rail) runs in threads, the output side (model-free) inline on the event loop."""
+    import asyncio
+
+    from alignkit.guard.base import Decision, RailContext, Side, allow
+    from alignkit.guard.engine import Guard
+
+    seen: dict[str, str] = {}
+
+    class Probe:
+        name = "probe"
+
+        def __init__(self, side: Side, uses_model: bool) -> None:
+            self.side: Side = side
+            self.uses_model = uses_model
+
+        def check(self, text: str, context: RailContext) -> Decision:
+            try:
+                asyncio.get_running_loop()
+                seen[self.side] = "loop"
+            except RuntimeError:
+                seen[self.side] = "thread"
+            return allow(self.name)
+
+    guard = Guard(fast_config(), input_rails=[Probe("input", True)], output_rails=[Probe("output", False)])
+    app = create_guard_app(MockBackend(["fine"]), fast_config(), {KEY}, None, guard=guard)
+    with running(app) as url:
+        assert ask(openai.OpenAI(base_url=url, api_key=KEY, max_retries=0), "hi").choices[0].message.content == "fine"
+    assert seen == {"input": "thread", "output": "loop"}
+
+
 def test_audit_has_every_request(client: Any, proxy: tuple[str, Path]) -> None:
     for i in range(5):
         ask(client, f"audit me {i}")

@@ -423,11 +423,9 @@ def guard_config_for(base: Any, categories: list[str]) -> Any:
     rails screen only those, the model-free rails (PII, secrets, injection, obfuscation) stay on."""
     cfg = base.model_copy(deep=True)
     cfg.phrases.phrases = {c: v for c, v in cfg.phrases.phrases.items() if c in categories}
-    cfg.topic.exemplars = {c: v for c, v in cfg.topic.exemplars.items() if c in categories}
     cfg.phrases.enabled = bool(cfg.phrases.phrases)
-    cfg.topic.enabled = bool(cfg.topic.exemplars)
-    if hasattr(cfg.topic, "categories"):
-        cfg.topic.categories = categories
+    cfg.topic.enabled = bool(categories)
+    cfg.topic.categories = list(categories)
     return cfg
 
 

@@ -122,7 +122,7 @@ def write_config(
     out: Annotated[Path, typer.Argument(help="Where to write the YAML.")] = Path("guard.yaml"),
     constitution: ConstitutionOpt = "default",
     calibrate: Annotated[
-        bool, typer.Option(help="Calibrate the topic thresholds now and write them into the file.")
+        bool, typer.Option(help="Calibrate the topic threshold now and write it into the file.")
     ] = False,
 ) -> None:
     """Write the guard config derived from a constitution, to edit and pass to `serve --config`."""
@@ -134,9 +134,7 @@ def write_config(
         from alignkit.guard.rails.topic import TopicRail
 
         rail = next(r for r in build_rails(cfg, "input") if isinstance(r, TopicRail))
-        cfg.topic.thresholds = {
-            c: round(float(t), 4) for c, t in zip(rail.index.categories, rail.thresholds, strict=True)
-        }
+        cfg.topic.threshold = rail.threshold
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(cfg.to_yaml(), encoding="utf-8")
     typer.echo(f"wrote {out}")

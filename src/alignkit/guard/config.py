@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alignkit.constitution import HAZARD_CATEGORIES, Constitution
 from alignkit.guard.base import Decision
@@ -72,23 +72,38 @@ class TopicConfig(_Section):
     exemplars: dict[str, list[str]] = {}
     """Example harmful requests per hazard category."""
     benign: list[str] = []
-    """Benign requests that look like harmful ones; similarity to them counts against blocking."""
+    """Benign requests, look-alikes of harmful ones or everyday ones; they count against blocking."""
     suite_exemplars: bool = True
-    """Add the built-in suite's train-split prompts to the exemplars (harmful) and look-alikes (benign)."""
-    thresholds: dict[str, float] | None = None
-    """Margin per category above which a request is blocked; None: calibrated on the suite's train split."""
+    """Add the built-in labelled train prompts: the suite's train split (harmful prompts of the screened
+    categories, benign look-alikes and ordinary prompts) and the train half of the packaged everyday requests."""
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Harm vote (share of the nearest exemplars' weight on harmful ones) above which a request is blocked;
+    None: calibrated on the train prompts."""
     action: Literal["block", "flag"] = "block"
-    """block: refuse requests over a threshold; flag: let them pass, marked suspected for the output rails."""
+    """block: refuse requests over the threshold; flag: let them pass, marked suspected for the output rails."""
     max_benign_share: float = Field(default=0.02, ge=0.0, le=1.0)
     """Calibration budget: the largest share of benign train prompts the rail may block."""
-    top_k: int = Field(default=3, ge=1)
-    """Similarities averaged per category (the k nearest exemplars)."""
-    benign_weight: float = Field(default=0.5, ge=0.0)
-    """How much the similarity to benign look-alikes is subtracted."""
-    suspect_margin: float = Field(default=0.05, ge=0.0)
-    """Requests this close under a threshold pass but are marked suspected for the output rails."""
+    k: int = Field(default=32, ge=1)
+    """Nearest exemplars (harmful and benign together) that vote."""
+    temperature: float = Field(default=0.1, gt=0.0)
+    """Each neighbour votes with weight exp(cosine / temperature): lower gives the closest ones more say."""
+    suspect_margin: float = Field(default=0.15, ge=0.0)
+    """Requests whose harm vote is this close under the threshold pass but are marked suspected."""
+    categories: list[str] | None = None
+    """Block only requests whose nearest hazard category is one of these (None: every category)."""
     encoder: str | None = None
     """Sentence-encoder folder; None: the packaged all-MiniLM-L6-v2."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_margin_fields(cls, data: Any) -> Any:
+        old = sorted({"thresholds", "top_k", "benign_weight"} & set(data)) if isinstance(data, dict) else []
+        if old:
+            raise ValueError(
+                f"{', '.join(old)} belonged to the per-category margin rail, replaced by a k-NN vote with one "
+                "`threshold` (and `k`, `temperature`): remove them to recalibrate"
+            )
+        return data
 
 
 class JudgeConfig(_Section):

@@ -124,14 +124,15 @@ def build_rails(
                 encoder if encoder is not None else SentenceEncoder(t.encoder),
                 t.exemplars,
                 t.benign,
-                t.thresholds,
+                t.threshold,
                 side=side,
-                top_k=t.top_k,
-                benign_weight=t.benign_weight,
+                k=t.k,
+                temperature=t.temperature,
                 max_benign_share=t.max_benign_share,
                 suite_exemplars=t.suite_exemplars,
                 suspect_margin=t.suspect_margin,
                 action=t.action,
+                categories=t.categories,
             )
         )
     if side == "output" and c.judge.enabled:
@@ -201,21 +202,25 @@ class Guard:
             except Exception as e:
                 results[i] = e
         now = time.time()
+        keep = audited and self.audit is not None
         records: list[AuditRecord] = []
         failed = None
         out: list[list[Decision]] = []
         for rail, result in zip(rails, results, strict=True):
             if isinstance(result, BaseException) or result is None:
                 failed = failed or (rail, result)
-                records.append(AuditRecord(request_id, rail.name, side, "error", type(result).__name__, None, 0.0, now))
+                if keep:
+                    records.append(
+                        AuditRecord(request_id, rail.name, side, "error", type(result).__name__, None, 0.0, now)
+                    )
                 out.append([])
                 continue
             decisions, ms = result
             out.append(decisions)
-            if decisions:
+            if keep and decisions:
                 d = _most_severe(decisions)
                 records.append(AuditRecord(request_id, rail.name, side, d.action, d.reason, d.category, ms, now))
-        if audited and self.audit is not None and records:
+        if self.audit is not None and records:
             self.audit.record_many(records)
         if failed is not None:
             rail, err = failed

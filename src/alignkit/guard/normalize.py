@@ -140,10 +140,18 @@ _JOINED = (
         r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-](?P<sep>[.*|/+~:·])[A-Za-z0-9_-](?:(?P=sep)[A-Za-z0-9_-]){1,}(?![A-Za-z0-9_-])"
     ),
 )
+# A quick necessary condition for each (a middle unit between two gaps or marks), to spare most texts the
+# full pattern, whose leading look-behind makes every position a start.
+_DESPACE_GATES = (
+    re.compile(r"[ \t]\S[ \t]{1,4}\S(?:[\s.,;:!?'\")\]}]|$)"),
+    re.compile(r"[-_][A-Za-z0-9][-_]"),
+    re.compile(r"[.*|/+~:·][A-Za-z0-9_-][.*|/+~:·]"),
+)
 _JOIN_MARKS = "-_.*|/+~:·"
 _LEET = {"0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
          "@": "a", "$": "s", "!": "i", "+": "t", "€": "e", "£": "l", "(": "c", "¡": "i"}  # fmt: skip
 _LEET_SYMBOLS = "@$!+€£(¡"
+_LEET_CHARS = "0123456789" + _LEET_SYMBOLS
 _LEET_MIXED = re.compile(r"[A-Za-z](?:[0-9]|[@$!+€£(¡][A-Za-z0-9])|[0-9@$!+€£(¡][A-Za-z]")
 _DIGIT = re.compile(r"\d")
 _NOT_ALNUM = re.compile(r"[\W_]+")
@@ -159,13 +167,20 @@ _DIGITISH = "0-9" + "".join(_AS_DIGIT)
 _DIGIT_RUN = re.compile(rf"(?<![A-Za-z0-9])[{_DIGITISH}]+(?:[ \-./():+]{{1,2}}[{_DIGITISH}]+)*(?![A-Za-z0-9])")
 
 
-def _despace(text: str, origin: list[int]) -> tuple[str, list[int]]:
-    out: list[str] = []
-    out_origin: list[int] = []
-    pos = 0
-    for pattern in (_SPACED, *_JOINED):
-        out, out_origin, pos = [], [], 0
-        for m in pattern.finditer(text):
+def _despace(text: str) -> tuple[str, list[int] | None]:
+    """`text` with spaced-out and mark-joined letters run together, and the offset in `text` of each of
+    its characters (None when nothing changed)."""
+    origin: list[int] | None = None
+    for pattern, gate in zip((_SPACED, *_JOINED), _DESPACE_GATES, strict=True):
+        matches = list(pattern.finditer(text)) if gate.search(text) else []
+        if not matches:
+            continue
+        if origin is None:
+            origin = list(range(len(text)))
+        out: list[str] = []
+        out_origin: list[int] = []
+        pos = 0
+        for m in matches:
             out.append(text[pos : m.start()])
             out_origin.extend(origin[pos : m.start()])
             run = m.group()
@@ -186,7 +201,12 @@ def _despace(text: str, origin: list[int]) -> tuple[str, list[int]]:
     return text, origin
 
 
+_NOT_ALNUM_ASCII = bytes(b for b in range(128) if not chr(b).isalnum())
+
+
 def _squash(text: str) -> str:
+    if text.isascii():
+        return text.encode().translate(None, _NOT_ALNUM_ASCII).decode().lower()
     return _NOT_ALNUM.sub("", text).lower()
 
 
@@ -194,7 +214,7 @@ def _deleet(text: str, one: str) -> str | None:
     """Leet characters inside words read as letters ("1" as `one`); None when the text has none. In a
     text written mostly in leet, short all-digit words are read as letters too ("41" as "ai"), and an
     "@" between the parts of an e-mail address stays an "@"."""
-    if not _LEET_MIXED.search(text):
+    if not any(c in text for c in _LEET_CHARS) or not _LEET_MIXED.search(text):
         return None
     tokens = _LEET_TOKEN.findall(text)
     mixed = sum(1 for t in tokens if any(c.isalpha() for c in t) and not t.replace("'", "").isalpha())
@@ -239,9 +259,9 @@ def read(text: str) -> Reading:
     """Normalise `text` and derive the views rails check."""
     c = clean(text)
     folded = fold(c)
-    despaced, origin = _despace(folded, list(range(len(folded))))
+    despaced, origin = _despace(folded)
     same = despaced == folded
-    offsets = None if same else tuple(origin)
+    offsets = None if same or origin is None else tuple(origin)
     views = [View("folded", folded)]
     if not same:
         views.append(View("despaced", despaced, offsets))

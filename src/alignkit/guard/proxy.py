@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from alignkit.backends.base import Backend
 from alignkit.errors import AlignkitError
 from alignkit.guard.audit import AuditLog
+from alignkit.guard.base import Side
 from alignkit.guard.config import GuardConfig
 from alignkit.guard.engine import Guard, Screened
 from alignkit.serve import ChatRequest, _text
@@ -145,9 +146,10 @@ def create_guard_app(
             code="invalid_api_key",
         )
 
-    async def checked(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Model-free rails run inline (microseconds); rails that run a model go to a thread."""
-        if guard.uses_model:
+    async def checked(fn: Callable[..., T], *args: Any, side: Side, **kwargs: Any) -> T:
+        """A side whose rails are all model-free runs inline (a fraction of a millisecond, less than a
+        thread hop); a side with a rail that runs a model goes to a thread, off the event loop."""
+        if any(r.uses_model for r in (guard.input_rails if side == "input" else guard.output_rails)):
             return await run_in_threadpool(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
@@ -199,7 +201,7 @@ def create_guard_app(
             return _error(400, str(e))
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         try:
-            screened = await checked(guard.screen_input, conversation, rid)
+            screened = await checked(guard.screen_input, conversation, rid, side="input")
         except Exception as e:
             return _error(500, f"guard failure ({type(e).__name__}); the request was not forwarded", "server_error")
         if screened.blocked is not None:
@@ -220,7 +222,7 @@ def create_guard_app(
         if req.stream:
             return await _stream_reply(rid, c, screened)
         try:
-            reply = await checked(guard.screen_output, c.text, screened)
+            reply = await checked(guard.screen_output, c.text, screened, side="output")
         except Exception as e:
             return _error(500, f"guard failure ({type(e).__name__}); the reply was withheld", "server_error")
         action = "block" if reply.blocked is not None else ("redact" if reply.changed else "allow")

@@ -240,8 +240,10 @@ SQUASHABLE = (
 )  # fmt: skip
 _SPACED = {name: _spaced(p) for name, p in PATTERNS.items()}
 _SQUASHED = {name: _squashed(PATTERNS[name]) for name in SQUASHABLE}
-_GATES = {name: re.compile("|".join(map(re.escape, words))) for name, words in NEEDS.items()}
-_MARKER_GATE = re.compile("|".join(map(re.escape, _MARKER_NEEDS)))
+_NEEDED = tuple(sorted({w for words in NEEDS.values() for w in words}))
+# "ai" is inside "email" and "explain": the patterns about an AI also need one of its names as a word.
+_AI_WORD = re.compile(rf"(?<![a-z0-9])(?:{'|'.join(_AIS)})(?![a-z0-9])")
+_WORD_GATES = {"ai_directive": _AI_WORD, "ai_must": _AI_WORD}
 
 
 class InjectionRail:
@@ -261,10 +263,17 @@ class InjectionRail:
         for view in context.views:
             lowered = view.text.lower()
             squashed = view.kind.split(":")[-1] == "squashed"
-            if not squashed and _MARKER_GATE.search(lowered) and ROLE_MARKERS.search(view.text):
+            if not squashed and any(w in lowered for w in _MARKER_NEEDS) and ROLE_MARKERS.search(view.text):
                 return "role_marker"
+            # Substring tests for every needed word at once, then only the patterns with one present.
+            present = {w for w in _NEEDED if w in lowered}
+            if not present:
+                continue
             for name, pattern in (_SQUASHED if squashed else _SPACED).items():
-                if _GATES[name].search(lowered) and pattern.search(view.text):
+                if present.isdisjoint(NEEDS[name]):
+                    continue
+                gate = _WORD_GATES.get(name)
+                if (gate is None or gate.search(lowered)) and pattern.search(view.text):
                     return name
         return None
 

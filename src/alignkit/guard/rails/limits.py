@@ -46,6 +46,7 @@ class LimitsRail:
             return Decision("block", self.name, f"conversation over {self.max_turns} turns")
         if self.max_chars is not None and len(text) > self.max_chars:
             return Decision("block", self.name, f"message over {self.max_chars} characters")
-        if self.max_tokens is not None and approx_tokens(text) > self.max_tokens:
+        # Every token is at least one character long and counts at most its length: short texts need no count.
+        if self.max_tokens is not None and len(text) > self.max_tokens and approx_tokens(text) > self.max_tokens:
             return Decision("block", self.name, f"message over about {self.max_tokens} tokens")
         return allow(self.name)

@@ -18,8 +18,11 @@ from alignkit.guard.base import Decision, RailContext, Side, allow
 from alignkit.guard.normalize import Reading, View, read
 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{12,}={0,2}")
-_B64_LINES = re.compile(r"(?:[A-Za-z0-9+/]{20,}={0,2}[ \t]*\r?\n[ \t]*){1,}[A-Za-z0-9+/]{4,}={0,2}")
+# Starting only where a run of base64 characters starts finds the same (leftmost, greedy) matches as
+# starting anywhere, without rescanning the rest of every word.
+_B64_LINES = re.compile(r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{20,}={0,2}[ \t]*\r?\n[ \t]*){1,}[A-Za-z0-9+/]{4,}={0,2}")
 _HEX = re.compile(r"(?:(?:\\x|0x|%)?[0-9A-Fa-f]{2}[ ,:]?){6,}")
+_HEX_GATE = re.compile(r"[0-9A-Fa-f]{2}[ ,:]?(?:\\x|0x|%)?[0-9A-Fa-f]{2}[ ,:]?(?:\\x|0x|%)?[0-9A-Fa-f]{2}")
 _BINARY = re.compile(r"(?:[01]{8}[ ,]?){3,}")
 _ESCAPE = re.compile(r"\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|&#x?[0-9A-Fa-f]+;|%[0-9A-Fa-f]{2}")
 _WORD = re.compile(r"[a-z]+")
@@ -102,15 +105,19 @@ def _payloads(folded: str, raw: str, ciphers: bool = True) -> list[tuple[str, st
     tags = "".join(chr(ord(c) - 0xE0000) for c in _TAGS.findall(raw))
     if len(tags) >= 3:
         found.append(("tags", tags, whole))
-    for pattern, kind, decode in ((_B64_LINES, "base64", _b64), (_B64, "base64", _b64), (_HEX, "hex", _hex)):
-        for m in pattern.finditer(folded):
+    # Cheap necessary conditions first: base64 across lines needs a line break, hex three pairs in a row,
+    # binary 24 bits.
+    scans = (
+        (_B64_LINES, "base64", _b64, "\n" in folded),
+        (_B64, "base64", _b64, True),
+        (_HEX, "hex", _hex, _HEX_GATE.search(folded) is not None),
+        (_BINARY, "binary", _binary, folded.count("0") + folded.count("1") >= 24),
+    )
+    for pattern, kind, decode, possible in scans:
+        for m in pattern.finditer(folded) if possible else ():
             decoded = decode(m.group())
             if decoded is not None:
                 found.append((kind, decoded, m.span()))
-    for m in _BINARY.finditer(folded):
-        decoded = _binary(m.group())
-        if decoded is not None:
-            found.append(("binary", decoded, m.span()))
     if len(_ESCAPE.findall(folded)) >= 3:
         unescaped = _unescape(folded)
         if unescaped != folded:

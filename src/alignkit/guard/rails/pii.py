@@ -14,6 +14,10 @@ PII_KINDS = ("email", "phone", "card", "iban", "national_id", "ip")
 _DIGIT = re.compile(r"\d")
 
 
+def count_digits(text: str) -> int:
+    return sum(map(text.count, "0123456789")) if text.isascii() else len(_DIGIT.findall(text))
+
+
 def luhn_valid(digits: str) -> bool:
     """The Luhn (mod 10) check that payment card numbers carry in their last digit."""
     total = 0
@@ -176,7 +180,7 @@ DETECTORS = (
         "[EMAIL]",
         re.compile(rf"{_EMAIL_CONTEXT}\b[^\n]{{0,40}}?({_LOCAL}\s+(?i:at)\s+{_LABEL}(?:\.{_LABEL})*\.{_TLD})\b"),
         group=1,
-        gate=re.compile(r"\bat\b", re.IGNORECASE),
+        gate=re.compile(rf"{_EMAIL_CONTEXT}\b"),
         views=_EMAIL_VIEWS,
     ),
     Detector("card", "[CARD]", re.compile(_CARD), card_valid, shrink=True, min_digits=13),
@@ -284,7 +288,7 @@ class PIIRail:
             if kind == "squashed":
                 continue
             taken: list[tuple[int, int]] = []
-            digits = len(_DIGIT.findall(view.text))
+            digits = count_digits(view.text)
             for d in self.detectors:
                 if (kind not in d.views) if d.views is not None else kind.startswith("deleet"):
                     continue

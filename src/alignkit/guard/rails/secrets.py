@@ -50,6 +50,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "jwt": ("eyj",),
     "password_assignment": ("key", "secret", "token", "passw"),
 }
+_NEEDED = tuple(sorted({w for words in NEEDS.values() for w in words}))
 _STRUCTURED = frozenset({"private_key", "jwt", "slack_webhook", "aws_secret_key", "aws_access_key"})
 
 
@@ -83,8 +84,11 @@ class SecretsRail:
             if view_kind == "squashed":
                 continue
             lowered = view.text.lower()
+            present = {w for w in _NEEDED if w in lowered}
+            if not present:
+                continue
             for kind, pattern in SECRET_PATTERNS.items():
-                if not any(w in lowered for w in NEEDS[kind]):
+                if present.isdisjoint(NEEDS[kind]):
                     continue
                 # De-leeted text is only read for the PEM header: it would garble key bodies into false hits.
                 if view_kind.startswith("deleet") and kind != "private_key":

@@ -1,14 +1,20 @@
-"""Hazard-topic screening: key phrases, and embedding similarity to exemplar requests per hazard category.
+"""Hazard-topic screening: key phrases, and a nearest-neighbour vote among labelled example requests.
 
-The embedding rail scores a request against each category as
+The embedding rail embeds a request with all-MiniLM-L6-v2 (mean-pooled, L2-normalised), finds its k
+nearest exemplars among harmful requests (per hazard category) and benign ones (look-alikes such as
+"kill a process", and everyday requests such as "reset my password"), and weighs each by its similarity:
 
-    margin_c(x) = mean top-k cos(x, harmful exemplars of c) - benign_weight * mean top-k cos(x, benign exemplars)
+    harm(x) = sum_{j in kNN(x), j harmful} exp(cos(x, j) / T) / sum_{j in kNN(x)} exp(cos(x, j) / T)
 
-with all-MiniLM-L6-v2 (mean-pooled, L2-normalised), and blocks when margin_c(x) > threshold_c for some c.
-Subtracting the similarity to benign look-alikes ("kill a process", "bath bomb") is what lets them pass.
-Thresholds are calibrated on the train split of the built-in suite: greedily lowered, category by
-category, to catch the most harmful prompts while at most `max_benign_share` of the benign ones are
-flagged; the result is cached under $ALIGNKIT_HOME/guard by the hash of everything it depends on.
+the share of the neighbourhood's weight that falls on harmful requests (a soft k-NN vote, or a kernel
+estimate of P(harmful | x) over the k nearest). The rail blocks when harm(x) exceeds one threshold,
+calibrated on labelled train prompts (the built-in suite's train split and the train half of the packaged
+everyday requests, each scored leaving itself out) so that at most `max_benign_share` of the benign ones
+would be blocked. The category reported is the one whose exemplars carry the most weight.
+
+A benign request needs benign neighbours to pass: everyday requests share wording with harmful ones ("get
+into my account", "delete", "kill"), and with only harmful exemplars nearby any similarity reads as harm.
+Thresholds are cached under $ALIGNKIT_HOME/guard by the hash of everything they depend on.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -107,7 +114,7 @@ class SentenceEncoder:
 
 @dataclass
 class TopicIndex:
-    """Exemplar embeddings per category and of benign look-alikes, and how margins are computed."""
+    """Exemplar embeddings, harmful (with their categories) and benign, and the soft k-NN vote among them."""
 
     categories: list[str]
     harmful: torch.Tensor
@@ -116,32 +123,26 @@ class TopicIndex:
     """(E, C) bool: exemplar e counts for category c (a principle may govern several)."""
     benign: torch.Tensor
     """(B, D) benign exemplars."""
-    top_k: int = 3
-    benign_weight: float = 1.0
+    k: int = 32
+    temperature: float = 0.1
 
-    def margins(self, x: torch.Tensor, exclude_harmful: torch.Tensor | None = None,
-                exclude_benign: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """(N, C) margins for (N, D) queries; `exclude_*` (N, E) / (N, B) masks leave out pairs (a
-        query's own copy among the exemplars, for leave-one-out calibration)."""
+    def vote(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`harm` (N,): the share of the k nearest exemplars' weight exp(cos / T) on harmful ones (1.0 = all
+        harmful), and `by_category` (N, C): the share on each category's. `x` is (N, D); `exclude` (N, E + B)
+        leaves pairs out (a query's own copy among the exemplars, for leave-one-out calibration)."""
         import torch
 
-        sims = x @ self.harmful.T  # (N, E)
-        if exclude_harmful is not None:
-            sims = sims.masked_fill(exclude_harmful, -1.0)
-        cols = []
-        for c in range(len(self.categories)):
-            own = sims[:, self.harmful_category[:, c]]  # (N, E_c)
-            k = min(self.top_k, own.shape[1])
-            cols.append(own.topk(k, dim=1).values.mean(1) if k else torch.full((len(x),), -1.0))
-        harmful = torch.stack(cols, 1)  # (N, C)
-        if len(self.benign) == 0 or self.benign_weight == 0:
-            return harmful
-        bsims = x @ self.benign.T  # (N, B)
-        if exclude_benign is not None:
-            bsims = bsims.masked_fill(exclude_benign, -1.0)
-        k = min(self.top_k, bsims.shape[1])
-        benign = bsims.topk(k, dim=1).values.mean(1, keepdim=True)  # (N, 1)
-        return harmful - self.benign_weight * benign
+        sims = torch.cat([x @ self.harmful.T, x @ self.benign.T], dim=1)  # (N, E + B)
+        if exclude is not None:
+            sims = sims.masked_fill(exclude, -2.0)
+        k = min(self.k, sims.shape[1])
+        top, rows = sims.topk(k, dim=1)  # (N, k)
+        weight = torch.softmax(top / self.temperature, dim=1)  # (N, k)
+        n_harmful = len(self.harmful)
+        harm = (weight * (rows < n_harmful)).sum(1)  # (N,)
+        member = torch.cat([self.harmful_category.float(), torch.zeros(len(self.benign), len(self.categories))])
+        by_category = (weight.unsqueeze(-1) * member[rows]).sum(1)  # (N, C)
+        return harm, by_category
 
 
 def build_index(
@@ -149,8 +150,8 @@ def build_index(
     exemplars: Mapping[str, Sequence[str]],
     benign: Sequence[str],
     *,
-    top_k: int = 3,
-    benign_weight: float = 0.5,
+    k: int = 32,
+    temperature: float = 0.1,
     cache_dir: Path | None = None,
 ) -> tuple[TopicIndex, list[str], list[str]]:
     """The index, and the harmful and benign exemplar texts in the order of its rows. With `cache_dir`,
@@ -177,84 +178,49 @@ def build_index(
             tmp = path.with_suffix(".tmp")
             torch.save({"harmful": harmful, "benign": benign_vectors}, tmp)
             tmp.replace(path)
-    index = TopicIndex(categories, harmful, member, benign_vectors, top_k=top_k, benign_weight=benign_weight)
+    index = TopicIndex(categories, harmful, member, benign_vectors, k=k, temperature=temperature)
     return index, texts, benign_texts
 
 
-def calibrate(
-    index: TopicIndex,
-    harmful: torch.Tensor,
-    benign: torch.Tensor,
-    max_benign_share: float,
-    exclude: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None] = (
-        None,
-        None,
-        None,
-        None,
-    ),
-) -> dict[str, float]:
-    """Per-category thresholds: greedily lowered where each step catches the most harmful prompts per
-    benign prompt it newly flags, while the benign prompts flagged by any category stay within
-    `max_benign_share`. `harmful` (H, D) and `benign` (B, D) are the labelled train prompts."""
-    import torch
+def calibrate(harmful: torch.Tensor, benign: torch.Tensor, max_benign_share: float) -> float:
+    """The threshold on `harm` (block above it) for train prompts scored `harmful` (H,) and `benign` (B,):
+    the lowest that flags at most `max_benign_share` of the benign ones, then halfway up to the next
+    harmful score, so that neither side sits on the edge."""
+    allowed = int(max_benign_share * len(benign))
+    ranked = benign.sort(descending=True).values
+    floor = float(ranked[allowed]) if allowed < len(ranked) else 0.0
+    above = harmful[harmful > floor]
+    return round((floor + float(above.min())) / 2 if len(above) else floor, 4)
 
-    hm = index.margins(harmful, exclude[0], exclude[1])  # (H, C)
-    bm = index.margins(benign, exclude[2], exclude[3])  # (B, C)
-    n_cat = len(index.categories)
-    budget = int(max_benign_share * len(benign))
-    thresholds = torch.full((n_cat,), float("inf"))
-    caught = torch.zeros(len(harmful), dtype=torch.bool)
-    flagged = torch.zeros(len(benign), dtype=torch.bool)
-    while True:
-        best: tuple[float, int, float] | None = None
-        for c in range(n_cat):
-            below = hm[:, c] < thresholds[c]
-            candidates = hm[:, c][below & ~caught]
-            if len(candidates) == 0:
-                continue
-            new_t = float(candidates.max()) - 1e-6
-            newly_caught = int(((hm[:, c] > new_t) & ~caught).sum())
-            newly_flagged = int(((bm[:, c] > new_t) & ~flagged).sum())
-            if int(flagged.sum()) + newly_flagged > budget:
-                continue
-            value = newly_caught / (newly_flagged + 0.5)
-            if best is None or value > best[0]:
-                best = (value, c, new_t)
-        if best is None:
-            break
-        _, c, new_t = best
-        thresholds[c] = new_t
-        caught |= hm[:, c] > new_t
-        flagged |= bm[:, c] > new_t
-    # Between the last harmful prompt caught and the first benign one that would be flagged: the midpoint.
-    out = {}
-    for c, name in enumerate(index.categories):
-        t = float(thresholds[c])
-        if t == float("inf"):
-            t = float(bm[:, c].max()) + 0.05 if len(bm) else 1.0
-        else:
-            passed = bm[:, c][bm[:, c] <= t]
-            lo = float(passed.max()) if len(passed) else t - 0.05
-            t = (max(lo, t - 0.05) + t) / 2
-        out[name] = round(t, 4)
-    return out
+
+def ordinary_path() -> Path:
+    return Path(str(resources.files("alignkit") / "resources" / "guard" / "ordinary.jsonl"))
+
+
+def ordinary_requests(split: str = "train") -> list[str]:
+    """Everyday requests (accounts, cooking, code, travel, health, "kill"/"shoot" in everyday use), labelled
+    benign, half train and half test: the train half are benign exemplars, the test half measures."""
+    from alignkit.suites import load_suite, select_split
+
+    return [str(p.text) for p in select_split(load_suite(str(ordinary_path())), split) if p.text]  # type: ignore[arg-type]
 
 
 @dataclass
 class CalibrationData:
-    """Labelled requests to calibrate on: (text, category) for harmful ones, texts for benign ones."""
+    """Labelled requests: (text, category) for harmful ones, texts for benign ones."""
 
     harmful: list[tuple[str, str]]
     benign: list[str]
 
     @classmethod
     def builtin(cls, split: str = "train") -> CalibrationData:
+        """The built-in suite's `split` and the same half of the packaged everyday requests."""
         from alignkit.suites import load_suite, select_split
 
         prompts = [p for p in select_split(load_suite("default"), split) if p.text is not None]  # type: ignore[arg-type]
         return cls(
             harmful=[(str(p.text), str(p.category)) for p in prompts if p.label == "harmful"],
-            benign=[str(p.text) for p in prompts if p.label == "benign"],
+            benign=[str(p.text) for p in prompts if p.label == "benign"] + ordinary_requests(split),
         )
 
 
@@ -263,10 +229,11 @@ def fingerprint(*parts: object) -> str:
 
 
 class TopicRail:
-    """Blocks requests whose embedding is closer to a hazard category's exemplar requests than its
-    calibrated threshold allows (after subtracting the similarity to benign look-alikes); requests near a
-    threshold are allowed but noted as suspected, for the output rails. Reads every readable view, so
-    decoded and de-spaced text is screened too."""
+    """Blocks requests whose nearest labelled exemplars are mostly harmful ones (a similarity-weighted
+    k-NN vote over harmful requests per hazard category and benign look-alikes and everyday requests),
+    beyond a threshold calibrated to block few benign train prompts; requests near the threshold are
+    allowed but noted as suspected, for the output rails. Reads every readable view, so decoded and
+    de-spaced text is screened too."""
 
     name = "topic"
     uses_model = True
@@ -276,44 +243,43 @@ class TopicRail:
         encoder: SentenceEncoder,
         exemplars: Mapping[str, Sequence[str]],
         benign: Sequence[str],
-        thresholds: Mapping[str, float] | None = None,
+        threshold: float | None = None,
         *,
         side: Side = "input",
-        top_k: int = 3,
-        benign_weight: float = 0.5,
+        k: int = 32,
+        temperature: float = 0.1,
         max_benign_share: float = 0.02,
         suite_exemplars: bool = True,
         action: Literal["block", "flag"] = "block",
-        suspect_margin: float = 0.05,
+        suspect_margin: float = 0.15,
         cache_dir: Path | None = None,
+        categories: Sequence[str] | None = None,
     ) -> None:
         self.side: Side = side
+        self.only = set(categories) if categories is not None else None
         self.encoder = encoder
         self.suspect_margin = suspect_margin
         self.action = action
-        data = CalibrationData.builtin("train") if (thresholds is None or suite_exemplars) else None
+        data = CalibrationData.builtin("train") if (threshold is None or suite_exemplars) else None
+        if data is not None:
+            # Harmful prompts of categories this rail does not screen are neither its targets nor benign.
+            data.harmful = [(t, c) for t, c in data.harmful if c in exemplars]
         pool = {c: list(v) for c, v in exemplars.items()}
         benign_pool = list(benign)
         if suite_exemplars and data is not None:
             for text, category in data.harmful:
-                if category in pool:
-                    pool[category].append(text)
+                pool[category].append(text)
             benign_pool += data.benign
-        import torch
-
         from alignkit.models import home
 
         cache_dir = cache_dir or home() / "guard"
         self.index, harmful_texts, benign_texts = build_index(
-            encoder, pool, benign_pool, top_k=top_k, benign_weight=benign_weight, cache_dir=cache_dir
+            encoder, pool, benign_pool, k=k, temperature=temperature, cache_dir=cache_dir
         )
-        if thresholds is None:
+        if threshold is None:
             assert data is not None
-            thresholds = self._calibrated(data, harmful_texts, benign_texts, max_benign_share, cache_dir)
-        missing = [c for c in self.index.categories if c not in thresholds]
-        if missing:
-            raise ValueError(f"no topic threshold for categories {missing}")
-        self.thresholds = torch.tensor([float(thresholds[c]) for c in self.index.categories])
+            threshold = self._calibrated(data, harmful_texts, benign_texts, max_benign_share, cache_dir)
+        self.threshold = float(threshold)
 
     def _calibrated(
         self,
@@ -322,7 +288,7 @@ class TopicRail:
         benign_texts: list[str],
         max_benign_share: float,
         cache_dir: Path,
-    ) -> dict[str, float]:
+    ) -> float:
         import torch
 
         key = fingerprint(
@@ -332,47 +298,55 @@ class TopicRail:
             benign_texts,
             data.harmful,
             data.benign,
-            self.index.top_k,
-            self.index.benign_weight,
+            self.index.k,
+            self.index.temperature,
             max_benign_share,
-            "v1",
+            "knn-v1",
         )
-        path = cache_dir / f"topic-thresholds-{key}.json"
+        path = cache_dir / f"topic-threshold-{key}.json"
         if path.exists():
-            cached: dict[str, float] = json.loads(path.read_text())
-            return cached
-        h = self.encoder.encode([t for t, _ in data.harmful])
-        b = self.encoder.encode(data.benign)
-        # Leave one out: a train prompt that is also an exemplar must not find itself.
-        ex = (
-            torch.tensor([[t == e for e in harmful_texts] for t, _ in data.harmful]).reshape(len(h), -1),
-            torch.tensor([[t == e for e in benign_texts] for t, _ in data.harmful]).reshape(len(h), -1),
-            torch.tensor([[t == e for e in harmful_texts] for t in data.benign]).reshape(len(b), -1),
-            torch.tensor([[t == e for e in benign_texts] for t in data.benign]).reshape(len(b), -1),
-        )
-        thresholds = calibrate(self.index, h, b, max_benign_share, ex)
+            return float(json.loads(path.read_text())["threshold"])
+        # Train prompts that are exemplars too take their vectors from the index, and must not find themselves.
+        rows = {t: i for i, t in enumerate(harmful_texts)}
+        rows.update({t: len(harmful_texts) + i for i, t in enumerate(benign_texts)})
+        vectors = torch.cat([self.index.harmful, self.index.benign])  # (E + B, D)
+
+        def score(texts: list[str]) -> torch.Tensor:
+            missing = [t for t in texts if t not in rows]
+            encoded = dict(zip(missing, self.encoder.encode(missing), strict=True)) if missing else {}
+            x = torch.stack([vectors[rows[t]] if t in rows else encoded[t] for t in texts])  # (N, D)
+            exclude = torch.zeros(len(texts), len(vectors), dtype=torch.bool)
+            for i, t in enumerate(texts):
+                if t in rows:
+                    exclude[i, rows[t]] = True
+            return self.index.vote(x, exclude)[0]
+
+        threshold = calibrate(score([t for t, _ in data.harmful]), score(data.benign), max_benign_share)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(thresholds, indent=1) + "\n")
+        tmp.write_text(json.dumps({"threshold": threshold}) + "\n")
         tmp.replace(path)
-        return thresholds
+        return threshold
 
     def over(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N, C) margin minus threshold: positive means blocked for that category."""
-        return self.index.margins(self.encoder.encode(texts)) - self.thresholds
+        """(N,) harm vote minus the threshold: positive means blocked."""
+        return self.index.vote(self.encoder.encode(texts))[0] - self.threshold
 
     def check(self, text: str, context: RailContext) -> Decision:
         texts = readable_texts(context)
         if not texts:
             return allow(self.name)
-        over = self.over(texts).max(dim=0).values  # (C,)
-        c = int(over.argmax())
-        category = self.index.categories[c]
-        if float(over[c]) > 0:
+        harm, by_category = self.index.vote(self.encoder.encode(texts))  # (V,), (V, C)
+        v = int(harm.argmax())
+        over = float(harm[v]) - self.threshold
+        category = self.index.categories[int(by_category[v].argmax())]
+        if over > 0:
+            if self.only is not None and category not in self.only:
+                return allow(self.name, f"close to {category} exemplars (category not screened)", category=category)
             if self.action == "flag":
                 return allow(self.name, f"close to {category} exemplars (flagged)", category=category)
             return Decision("block", self.name, f"close to {category} exemplars", category=category)
-        if float(over[c]) > -self.suspect_margin:
+        if over > -self.suspect_margin:
             return allow(self.name, f"near {category} exemplars", category=category)
         return allow(self.name)
 
@@ -398,15 +372,15 @@ class PhraseRail:
                 self.categories.append(category)
                 self.joined.append((category, "".join(words)))
         self.pattern = re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE) if alternatives else None
-        self.gate = re.compile("|".join(re.escape(j) for _, j in self.joined)) if self.joined else None
 
     def check(self, text: str, context: RailContext) -> Decision:
         squashed = [v.text for v in context.views if v.kind.split(":")[-1] == "squashed"]
         # Every spaced match shows in a squashed view, so a text none of whose squashed views holds a
         # phrase needs no further look.
-        if self.gate is None or not any(self.gate.search(sq) for sq in squashed):
+        together = "\n".join(squashed)  # phrases are letters and digits only: none spans the newline
+        present = [(c, j) for c, j in self.joined if j in together]
+        if not present:
             return allow(self.name)
-        present = [(c, j) for c, j in self.joined if any(j in sq for sq in squashed)]
         for view in context.views:
             category = None
             if view.kind.split(":")[-1] == "squashed":
