@@ -472,27 +472,57 @@ def curate(
     console.print(f"wrote {result.sft_path}, {result.preferences_path}, {out / 'curate.json'}")
 
 
-@app.command(context_settings={"allow_extra_args": False})
+@app.command()
 def train(
-    method: Annotated[str, typer.Argument(help="sft, dpo, ipo, robust, simpo, orpo, kto or reward.")],
+    method: Annotated[
+        str, typer.Argument(help="sft, dpo, ipo, robust, simpo, orpo, kto, reward; or online: ppo, grpo.")
+    ],
     overrides: Annotated[
         list[str] | None, typer.Argument(help="key=value settings over the config, e.g. learning_rate=1e-4 lora=false.")
     ] = None,
     model: ModelOpt = "smollm2-135m-instruct",
     data: Annotated[
-        Path, typer.Option(help="Training data: TRL JSONL (messages, prompt/chosen/rejected, ...).")
-    ] = Path("runs/curate/preferences.jsonl"),
-    config: Annotated[Path | None, typer.Option(help="YAML file of settings (see TrainConfig).")] = None,
+        Path | None, typer.Option(help="Offline methods: TRL-format data (messages, prompt/chosen/...).")
+    ] = None,
+    prompts: Annotated[
+        str, typer.Option(help="ppo/grpo: a built-in suite (train split) or a prompts file.")
+    ] = "default",
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="ppo/grpo: reward spec, e.g. judge:embedding, rm:runs/rm/model, 0.7*judge:patterns+0.3*rule:length."
+        ),
+    ] = None,
+    gold: Annotated[str | None, typer.Option(help="ppo/grpo: independent gold signal for the gaming monitor.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings (TrainConfig or RLConfig).")] = None,
     out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")] = Path("runs/train"),
 ) -> None:
-    """Train with SFT, the DPO family, KTO or a reward model (LoRA by default; resumable)."""
-    from alignkit.train.config import METHODS, load_train_config
+    """Train offline (SFT, the DPO family, KTO, a reward model) or online (PPO, GRPO); LoRA by default, resumable."""
+    from alignkit.train.config import METHODS
+
+    if method in ("ppo", "grpo"):
+        from alignkit.rl.config import load_rl_config
+        from alignkit.rl.loop import rl_train
+
+        if reward is None:
+            raise AlignkitError(f"{method} needs --reward (e.g. judge:embedding)")
+        rl_cfg = load_rl_config(config, overrides or [], method)
+        rl = _run_with_bar(lambda progress: rl_train(model, prompts, out, rl_cfg, reward, gold, progress))
+        shown = {k: v for k, v in rl.final_metrics.items() if isinstance(v, float)}
+        console.print(", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        if rl.gaming_step is not None:
+            console.print(
+                f"[yellow]specification gaming flagged at step {rl.gaming_step}[/yellow]: see {out / 'monitor.svg'}"
+            )
+        console.print(f"{rl.steps} steps in {rl.seconds:.0f} s; model: {rl.model_dir or rl.adapter_dir}")
+        return
+    from alignkit.train.config import load_train_config
     from alignkit.train.loop import train as run_train
 
     if method not in METHODS:
-        raise AlignkitError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
-    if not data.exists():
-        raise AlignkitError(f"{data}: no such file")
+        raise AlignkitError(f"unknown method '{method}'; known: {', '.join(METHODS)}, ppo, grpo")
+    if data is None or not data.exists():
+        raise AlignkitError(f"{method} needs --data FILE (got {data})")
     cfg = load_train_config(config, overrides or [], method)
     result = _run_with_bar(lambda progress: run_train(model, data, out, cfg, progress))
     shown = {k: v for k, v in {**result.final_metrics, **result.eval_metrics}.items() if k not in ("step", "epoch")}

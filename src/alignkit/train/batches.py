@@ -58,8 +58,9 @@ class ChatTokenizer:
     def ids(self, text: str) -> list[int]:
         return list(self.tok(text, add_special_tokens=False)["input_ids"])
 
-    def conversation(self, messages: Conversation) -> Sequence_:
-        """Every assistant turn is trained: each one's span is what rendering it adds after the prompt."""
+    def conversation(self, messages: Conversation, train_from: int = 0) -> Sequence_:
+        """Every assistant turn from message `train_from` on is trained: each one's span is what rendering
+        it adds after the conversation before it."""
         ids: list[int] = []
         mask: list[int] = []
         done = ""
@@ -70,7 +71,7 @@ class ChatTokenizer:
             upto = self.render(messages[: k + 1], generation_prompt=False)
             if not before.startswith(done) or not upto.startswith(before):
                 raise AlignkitError("the chat template does not render conversations as prefixes of each other")
-            for text, trained in ((before[len(done) :], 0), (upto[len(before) :], 1)):
+            for text, trained in ((before[len(done) :], 0), (upto[len(before) :], int(k >= train_from))):
                 piece = self.ids(text)
                 ids += piece
                 mask += [trained] * len(piece)
@@ -78,7 +79,8 @@ class ChatTokenizer:
         return self._truncate(Sequence_(ids, mask))
 
     def pair(self, prompt: Conversation, reply: Conversation) -> Sequence_:
-        return self.conversation([*prompt, *reply])
+        """Only the reply is trained, as in TRL: assistant turns inside the prompt are context."""
+        return self.conversation([*prompt, *reply], train_from=len(prompt))
 
     def _truncate(self, s: Sequence_) -> Sequence_:
         """Too long: drop prompt tokens from the left (keeping half the budget for them at most), then
