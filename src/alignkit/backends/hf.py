@@ -87,7 +87,7 @@ class HFBackend:
             do_sample=not params.greedy,
             temperature=params.temperature if not params.greedy else None,
             top_p=params.top_p if not params.greedy else None,
-            top_k=None,
+            top_k=0,  # 0 disables top-k; None would mean transformers' default of 50
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids,
             stop_strings=params.stop or None,
