@@ -273,3 +273,16 @@ def test_grpo_on_smollm2_with_a_judge_reward(tmp_path: Path, smollm2_path: Path)
     assert all(-1.0 <= r["reward"] <= 1.0 and -1.0 <= r["gold"] <= 1.0 for r in got)
     assert got[0]["kl"] == 0.0 and got[1]["kl"] >= 0
     assert result.model_dir is not None and (result.model_dir / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_ppo_on_smollm2_with_a_rule_reward(tmp_path: Path, smollm2_path: Path) -> None:
+    from alignkit.suites import load_suite, select_split
+
+    prompts = [p for p in select_split(load_suite("default"), "train") if p.label == "benign"][:4]
+    cfg = RLConfig(method="ppo", max_steps=2, prompts_per_step=4, max_new_tokens=16, learning_rate=1e-5,
+                   micro_batch_size=4, threads=1)  # fmt: skip
+    rl_train(str(smollm2_path), prompts, tmp_path / "ppo", cfg, "rule:length")
+    got = rows(tmp_path / "ppo")
+    assert [r["step"] for r in got] == [1, 2]
+    assert all(r["value_loss"] == r["value_loss"] for r in got)

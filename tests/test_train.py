@@ -249,3 +249,14 @@ def test_train_cli_rejects_an_unknown_method(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(app, ["train", "ppo-typo", "--data", str(tmp_path)])
     assert res.exit_code != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_smollm2(method: str, tmp_path: Path, smollm2_path: Path) -> None:
+    data = write_data(tmp_path)
+    path = data["sft"] if method == "sft" else data["kto"] if method == "kto" else data["pref"]
+    c = cfg(method, max_steps=1, batch_size=2, max_length=96, learning_rate=1e-5, eval_fraction=0.0, save_every=10)
+    result = train(str(smollm2_path), path, tmp_path / "run", c)
+    assert result.steps == 1 and result.adapter_dir is not None
+    assert all(v == v for v in losses(tmp_path / "run"))
