@@ -90,7 +90,7 @@ PRESETS: dict[str, Preset] = {
         curate={"max_new_tokens": 96, "critique_benign": False},
         train={
             "sft": {"epochs": 2, "batch_size": 8, "max_length": 256, "learning_rate": 2e-4, "lora_r": 16},
-            "dpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 5e-6, "beta": 0.1},
+            "dpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 5e-5, "beta": 0.1},
         },
     ),
     "gpu": Preset(

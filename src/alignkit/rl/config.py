@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from alignkit.errors import AlignkitError
-from alignkit.train.config import _parse_value
-from alignkit.yamlfile import load_yaml_model
+from alignkit.train.config import load_config
 
 RLMethod = Literal["grpo", "ppo"]
 RL_METHODS: tuple[RLMethod, ...] = ("grpo", "ppo")
@@ -105,21 +104,6 @@ class RLConfig(BaseModel):
 
 def load_rl_config(path: str | Path | None, overrides: list[str], method: str | None = None) -> RLConfig:
     """The YAML file (if any), then `key=value` overrides, then the method named on the command line."""
-    base: dict[str, Any] = load_yaml_model(Path(path), RLConfig).model_dump(exclude_unset=True) if path else {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise AlignkitError(f"override '{item}' is not key=value")
-        if key not in RLConfig.model_fields:
-            raise AlignkitError(f"override '{key}': unknown setting; known: {', '.join(RLConfig.model_fields)}")
-        base[key] = _parse_value(raw)
-    if method is not None:
-        if method not in RL_METHODS:
-            raise AlignkitError(f"unknown RL method '{method}'; known: {', '.join(RL_METHODS)}")
-        base["method"] = method
-    try:
-        return RLConfig(**base)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "config"
-        raise AlignkitError(f"rl config: {where}: {first['msg']}") from None
+    if method is not None and method not in RL_METHODS:
+        raise AlignkitError(f"unknown RL method '{method}'; known: {', '.join(RL_METHODS)}")
+    return load_config(RLConfig, path, overrides, {"method": method} if method else {}, "rl config")

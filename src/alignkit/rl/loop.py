@@ -48,8 +48,9 @@ from alignkit.rl.monitor import GamingMonitor, MonitorPoint
 from alignkit.rl.rewards import Reward, parse_reward, reward_name
 from alignkit.rl.rollout import HFSampler, PolicyValue, Sampler
 from alignkit.train.batches import Sequence_, collate
+from alignkit.train.checkpoint import load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import TrainConfig
-from alignkit.train.loop import _load_model, _seed_everything, _truncate_metrics
+from alignkit.train.loop import _load_model, _seed_everything
 from alignkit.types import Prompt
 
 Progress = Callable[[str, int, int], None]
@@ -528,47 +529,23 @@ class RLTrainer:
 
     def _save(self, step: int) -> None:
         """Policy (and value head), optimizer, RNG states, the scheduler, the KL coefficient and the monitor's
-        state, written to a temporary folder and renamed into place, then named in `latest`."""
-        acc = self.acc
-        final = self._ckpt_root / f"step-{step:07d}"
-        tmp = self._ckpt_root / f".step-{step:07d}.tmp"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=False)
-        if acc.is_main_process:
-            torch.save(self.scheduler.state_dict(), tmp / "alignkit_scheduler.pt")
-            state = {"step": step, "kl_coef": self.kl_ctl.value, **self.state}
-            (tmp / "alignkit_state.json").write_text(json.dumps(state), encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            pointer = self._ckpt_root / "latest.tmp"
-            pointer.write_text(final.name, encoding="utf-8")
-            os.replace(pointer, self._ckpt_root / "latest")
-            for old in self._ckpt_root.glob("step-*"):
-                if old != final:
-                    shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
+        state (see `alignkit.train.checkpoint`)."""
+        save_checkpoint(self.acc, self._ckpt_root, step, self.scheduler, {"kl_coef": self.kl_ctl.value, **self.state})
 
     def _resume(self) -> int:
-        pointer = self._ckpt_root / "latest"
-        if not pointer.exists():
+        state = load_checkpoint(self.acc, self._ckpt_root, self.scheduler)
+        if state is None:
             if self.acc.is_main_process:
                 for name in ("metrics.jsonl", "samples.jsonl"):
                     (self.out / name).unlink(missing_ok=True)
                 shutil.rmtree(self._best_dir, ignore_errors=True)
             return 0
-        ckpt = self._ckpt_root / pointer.read_text(encoding="utf-8").strip()
-        self.acc.load_state(str(ckpt))
-        self.scheduler.load_state_dict(torch.load(ckpt / "alignkit_scheduler.pt"))
-        state = json.loads((ckpt / "alignkit_state.json").read_text(encoding="utf-8"))
         step = int(state.pop("step"))
         self.kl_ctl.value = float(state.pop("kl_coef"))
         self.state.update(state)
         if self.acc.is_main_process:
             for name in ("metrics.jsonl", "samples.jsonl"):
-                _truncate_metrics(self.out / name, step)
+                truncate_metrics(self.out / name, step)
         self.acc.wait_for_everyone()
         path = self.out / "metrics.jsonl"
         for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:

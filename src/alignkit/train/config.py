@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,6 +15,7 @@ Method = Literal["sft", "dpo", "ipo", "robust", "simpo", "orpo", "kto", "reward"
 METHODS: tuple[Method, ...] = ("sft", "dpo", "ipo", "robust", "simpo", "orpo", "kto", "reward")
 PAIRED: tuple[Method, ...] = ("dpo", "ipo", "robust", "simpo", "orpo", "reward")
 USES_REFERENCE: tuple[Method, ...] = ("dpo", "ipo", "robust", "kto")
+M = TypeVar("M", bound=BaseModel)
 
 
 class TrainConfig(BaseModel):
@@ -101,21 +102,26 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def load_train_config(path: str | Path | None, overrides: list[str], method: str | None = None) -> TrainConfig:
-    """The YAML file (if any), then `key=value` overrides, then the method named on the command line."""
-    base: dict[str, Any] = load_yaml_model(Path(path), TrainConfig).model_dump() if path else {}
+def load_config(cls: type[M], path: str | Path | None, overrides: list[str], fixed: dict[str, Any], what: str) -> M:
+    """A config model from the YAML file (if any), then `key=value` overrides (YAML values), then `fixed`;
+    errors are one line naming the setting."""
+    base: dict[str, Any] = load_yaml_model(Path(path), cls).model_dump(exclude_unset=True) if path else {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise AlignkitError(f"override '{item}' is not key=value")
-        if key not in TrainConfig.model_fields:
-            raise AlignkitError(f"override '{key}': unknown setting; known: {', '.join(TrainConfig.model_fields)}")
+        if key not in cls.model_fields:
+            raise AlignkitError(f"override '{key}': unknown setting; known: {', '.join(cls.model_fields)}")
         base[key] = _parse_value(raw)
-    if method is not None:
-        base["method"] = method
+    base.update(fixed)
     try:
-        return TrainConfig(**base)
+        return cls(**base)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise AlignkitError(f"train config: {where}: {first['msg']}") from None
+        where = ".".join(str(x) for x in first["loc"]) or "config"
+        raise AlignkitError(f"{what}: {where}: {first['msg']}") from None
+
+
+def load_train_config(path: str | Path | None, overrides: list[str], method: str | None = None) -> TrainConfig:
+    """The YAML file (if any), then `key=value` overrides, then the method named on the command line."""
+    return load_config(TrainConfig, path, overrides, {"method": method} if method else {}, "train config")

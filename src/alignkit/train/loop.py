@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ import torch
 from alignkit.errors import AlignkitError
 from alignkit.train import objectives as obj
 from alignkit.train.batches import ChatTokenizer, Example, collate, epoch_order, load_examples
+from alignkit.train.checkpoint import load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import SequenceLogps, SequenceRewards
 
@@ -400,41 +400,17 @@ class Trainer:
         return self.out / "checkpoints"
 
     def _save(self, step: int) -> None:
-        """Model, optimizer, scheduler, RNG states and the step, written to a temporary folder and renamed
-        into place, then named in `latest`: a kill at any moment leaves the previous checkpoint whole."""
-        acc = self.acc
-        final = self._ckpt_root / f"step-{step:07d}"
-        tmp = self._ckpt_root / f".step-{step:07d}.tmp"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=False)
-        if acc.is_main_process:
-            torch.save(self.scheduler.state_dict(), tmp / "alignkit_scheduler.pt")
-            (tmp / "alignkit_state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            pointer = self._ckpt_root / "latest.tmp"
-            pointer.write_text(final.name, encoding="utf-8")
-            os.replace(pointer, self._ckpt_root / "latest")
-            for old in self._ckpt_root.glob("step-*"):
-                if old != final:
-                    shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
+        save_checkpoint(self.acc, self._ckpt_root, step, self.scheduler, {})
 
     def _resume(self) -> int:
-        pointer = self._ckpt_root / "latest"
-        if not pointer.exists():
+        state = load_checkpoint(self.acc, self._ckpt_root, self.scheduler)
+        if state is None:
             if self.acc.is_main_process:
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
             return 0
-        ckpt = self._ckpt_root / pointer.read_text(encoding="utf-8").strip()
-        self.acc.load_state(str(ckpt))
-        self.scheduler.load_state_dict(torch.load(ckpt / "alignkit_scheduler.pt"))
-        step = int(json.loads((ckpt / "alignkit_state.json").read_text(encoding="utf-8"))["step"])
+        step = int(state["step"])
         if self.acc.is_main_process:
-            _truncate_metrics(self.out / "metrics.jsonl", step)
+            truncate_metrics(self.out / "metrics.jsonl", step)
         return step
 
     def _export(self) -> tuple[Path | None, Path | None]:
@@ -479,16 +455,6 @@ def _add_kl_sequences(examples: list[Example], tok: ChatTokenizer) -> None:
         ids, mask = replies[(i + 1) % len(examples)]
         seq = Sequence_(prompts[i] + ids, [0] * len(prompts[i]) + mask)
         e.seqs.append(Sequence_(seq.ids[: tok.max_length], seq.loss_mask[: tok.max_length]))
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint a run resumes from, so none is counted twice."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def train(

@@ -1,0 +1,59 @@
+"""Checkpoints both training loops share: accelerate's state (model, optimizer, RNG) plus the scheduler and a
+small JSON state, written to a temporary folder and renamed into place, then named in `latest`, so a kill
+at any moment leaves the previous checkpoint whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def save_checkpoint(acc: Any, root: Path, step: int, scheduler: Any, state: dict[str, Any]) -> None:
+    """Every process calls this (each saves its own RNG state); the main process renames and prunes."""
+    final = root / f"step-{step:07d}"
+    tmp = root / f".step-{step:07d}.tmp"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)  # before the barrier: other ranks write their RNG state into it
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp), safe_serialization=False)
+    if acc.is_main_process:
+        torch.save(scheduler.state_dict(), tmp / "alignkit_scheduler.pt")
+        (tmp / "alignkit_state.json").write_text(json.dumps({"step": step, **state}), encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        pointer = root / "latest.tmp"
+        pointer.write_text(final.name, encoding="utf-8")
+        os.replace(pointer, root / "latest")
+        for old in root.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def load_checkpoint(acc: Any, root: Path, scheduler: Any) -> dict[str, Any] | None:
+    """Restore the latest checkpoint into `acc`'s prepared objects and `scheduler`; returns its JSON state
+    (with `step`), or None when there is none."""
+    pointer = root / "latest"
+    if not pointer.exists():
+        return None
+    ckpt = root / pointer.read_text(encoding="utf-8").strip()
+    acc.load_state(str(ckpt))
+    scheduler.load_state_dict(torch.load(ckpt / "alignkit_scheduler.pt"))
+    state: dict[str, Any] = json.loads((ckpt / "alignkit_state.json").read_text(encoding="utf-8"))
+    return state
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint a run resumes from, so none is counted twice."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    os.replace(tmp, path)
