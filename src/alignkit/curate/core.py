@@ -325,32 +325,45 @@ def _sl_cai(ctx: _Ctx, prompts: Sequence[Prompt]) -> list[Record]:
             rounds[i].append({"principle": principles[i].id, "critique": crit, "revision": current[i]})
     v_orig = ctx.verdicts(prompts, originals)
     v_final = ctx.verdicts(prompts, current)
+    traces = [
+        {"original": o, "original_outcome": vo.outcome, "rounds": r, "revision_outcome": vf.outcome}
+        for o, vo, r, vf in zip(originals, v_orig, rounds, v_final, strict=True)
+    ]
+    last_principle = [r[-1]["principle"] if r else None for r in rounds]
+    return _records(ctx, prompts, current, v_final, originals, v_orig, traces, last_principle)
+
+
+def _records(
+    ctx: _Ctx,
+    prompts: Sequence[Prompt],
+    candidates: list[str],
+    v_cand: list[Verdict],
+    baselines: list[str],
+    v_base: list[Verdict],
+    traces: list[Record],
+    principles: Sequence[str | None] | None = None,
+) -> list[Record]:
+    """Repair the candidates (a revision, a constitution-guided reply) against the judge, then one trace
+    record per prompt with its SFT record and pairs: the final reply over a baseline the judge rejects, or
+    for a benign prompt answered well, a contrast pair against a refusal."""
     helpful: dict[str, str | None] = {}
-    for p, o, vo, f, vf in zip(prompts, originals, v_orig, current, v_final, strict=True):
+    for p, c, vc, b, vb in zip(prompts, candidates, v_cand, baselines, v_base, strict=True):
         if p.label != "harmful":
-            helpful[p.id] = f if _good(p, vf) else o if _good(p, vo) else None
+            helpful[p.id] = c if _good(p, vc) else b if _good(p, vb) else None
     helpful = _helpful_fallback(ctx, prompts, helpful)
-    settled = _settle(ctx, prompts, current, v_final, helpful)
+    settled = _settle(ctx, prompts, candidates, v_cand, helpful)
     records = []
     for i, p in enumerate(prompts):
         final, source = settled[i]
-        principle = rounds[i][-1]["principle"] if rounds[i] else None
-        rec = {
-            **_base(p),
-            "original": originals[i],
-            "original_outcome": v_orig[i].outcome,
-            "rounds": rounds[i],
-            "revision_outcome": v_final[i].outcome,
-            "final": final,
-            "source": source,
-        }
+        extra: dict[str, Any] = {"principle": principles[i]} if principles is not None else {}
+        rec: Record = {**_base(p), **traces[i], "final": final, "source": source}
         pairs = []
         if final is not None:
-            rec["sft"] = _sft(ctx, p, final, source, principle=principle)
-            if not _good(p, v_orig[i]):
-                pairs.append(_pair(ctx, p, final, originals[i], source, principle=principle))
+            rec["sft"] = _sft(ctx, p, final, source, **extra)
+            if not _good(p, v_base[i]):
+                pairs.append(_pair(ctx, p, final, baselines[i], source, **extra))
             elif p.label != "harmful":
-                own = [x for x, v in ((originals[i], v_orig[i]), (current[i], v_final[i])) if v.refused]
+                own = [x for x, v in ((baselines[i], v_base[i]), (candidates[i], v_cand[i])) if v.refused]
                 pairs.append(_contrast(ctx, p, final, own))
         rec["pairs"] = pairs
         records.append(rec)
@@ -483,35 +496,11 @@ def _distill(ctx: _Ctx, prompts: Sequence[Prompt]) -> list[Record]:
     plain = ctx.generate(ctx.policy, convs, ctx.params())
     v_guided = ctx.verdicts(prompts, guided)
     v_plain = ctx.verdicts(prompts, plain)
-    helpful: dict[str, str | None] = {}
-    for p, g, vg, pl, vp in zip(prompts, guided, v_guided, plain, v_plain, strict=True):
-        if p.label != "harmful":
-            helpful[p.id] = g if _good(p, vg) else pl if _good(p, vp) else None
-    helpful = _helpful_fallback(ctx, prompts, helpful)
-    settled = _settle(ctx, prompts, guided, v_guided, helpful)
-    records = []
-    for i, p in enumerate(prompts):
-        final, source = settled[i]
-        rec: Record = {
-            **_base(p),
-            "with_constitution": guided[i],
-            "with_constitution_outcome": v_guided[i].outcome,
-            "without": plain[i],
-            "without_outcome": v_plain[i].outcome,
-            "final": final,
-            "source": source,
-        }
-        pairs = []
-        if final is not None:
-            rec["sft"] = _sft(ctx, p, final, source)
-            if not _good(p, v_plain[i]):
-                pairs.append(_pair(ctx, p, final, plain[i], source))
-            elif p.label != "harmful":
-                own = [x for x, v in ((plain[i], v_plain[i]), (guided[i], v_guided[i])) if v.refused]
-                pairs.append(_contrast(ctx, p, final, own))
-        rec["pairs"] = pairs
-        records.append(rec)
-    return records
+    traces = [
+        {"with_constitution": g, "with_constitution_outcome": vg.outcome, "without": pl, "without_outcome": vp.outcome}
+        for g, vg, pl, vp in zip(guided, v_guided, plain, v_plain, strict=True)
+    ]
+    return _records(ctx, prompts, guided, v_guided, plain, v_plain, traces)
 
 
 # ---- summary ----------------------------------------------------------------------------------

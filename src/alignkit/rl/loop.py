@@ -48,7 +48,7 @@ from alignkit.rl.monitor import GamingMonitor, MonitorPoint
 from alignkit.rl.rewards import Reward, parse_reward, reward_name
 from alignkit.rl.rollout import HFSampler, PolicyValue, Sampler
 from alignkit.train.batches import Sequence_, collate
-from alignkit.train.checkpoint import load_checkpoint, save_checkpoint, truncate_metrics
+from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import TrainConfig
 from alignkit.train.loop import _load_model, _seed_everything
 from alignkit.types import Prompt
@@ -554,28 +554,8 @@ class RLTrainer:
         return step
 
     def _export(self) -> tuple[Path | None, Path | None]:
-        """LoRA: the adapter as a PEFT folder and, with `merge`, the merged model; full fine-tuning: the model.
-        Both are Hugging Face folders with the tokenizer (the value head is not part of them)."""
-        acc = self.acc
-        acc.wait_for_everyone()
-        state = acc.get_state_dict(self.policy)
-        if not acc.is_main_process:
-            return None, None
-        model = acc.unwrap_model(self.policy).model
-        state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        adapter_dir: Path | None = None
-        if self.cfg.lora:
-            adapter_dir = self.out / "adapter"
-            model.save_pretrained(adapter_dir, state_dict=state)
-            self.tokenizer.save_pretrained(adapter_dir)
-            if not self.cfg.merge:
-                return None, adapter_dir
-            model = model.merge_and_unload()
-            state = None
-        model_dir = self.out / "model"
-        model.save_pretrained(model_dir, state_dict=state)
-        self.tokenizer.save_pretrained(model_dir)
-        return model_dir, adapter_dir
+        """The policy as Hugging Face folders (the value head is not part of them)."""
+        return export_model(self.acc, self.policy, self.tokenizer, self.out, lora=self.cfg.lora, merge=self.cfg.merge)
 
 
 def _unflatten(flat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

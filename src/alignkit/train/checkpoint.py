@@ -1,4 +1,4 @@
-"""Checkpoints both training loops share: accelerate's state (model, optimizer, RNG) plus the scheduler and a
+"""Checkpoints and export both training loops share: accelerate's state (model, optimizer, RNG) plus the scheduler and a
 small JSON state, written to a temporary folder and renamed into place, then named in `latest`, so a kill
 at any moment leaves the previous checkpoint whole."""
 
@@ -57,3 +57,30 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def export_model(
+    acc: Any, wrapper: Any, tokenizer: Any, out: Path, *, lora: bool, merge: bool
+) -> tuple[Path | None, Path | None]:
+    """(model dir, adapter dir) of the model held in `wrapper.model`. LoRA: the adapter as a PEFT folder and,
+    with `merge`, the merged model; full fine-tuning: the model. Both are Hugging Face folders with the
+    tokenizer; weights outside `wrapper.model` (a value head) are left out. Every process calls this."""
+    acc.wait_for_everyone()
+    state = acc.get_state_dict(wrapper)
+    if not acc.is_main_process:
+        return None, None
+    model = acc.unwrap_model(wrapper).model
+    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    adapter_dir: Path | None = None
+    if lora:
+        adapter_dir = out / "adapter"
+        model.save_pretrained(adapter_dir, state_dict=state)
+        tokenizer.save_pretrained(adapter_dir)
+        if not merge:
+            return None, adapter_dir
+        model = model.merge_and_unload()
+        state = None
+    model_dir = out / "model"
+    model.save_pretrained(model_dir, state_dict=state)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir, adapter_dir

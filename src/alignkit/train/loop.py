@@ -28,7 +28,7 @@ import torch
 from alignkit.errors import AlignkitError
 from alignkit.train import objectives as obj
 from alignkit.train.batches import ChatTokenizer, Example, collate, epoch_order, load_examples
-from alignkit.train.checkpoint import load_checkpoint, save_checkpoint, truncate_metrics
+from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import SequenceLogps, SequenceRewards
 
@@ -414,28 +414,8 @@ class Trainer:
         return step
 
     def _export(self) -> tuple[Path | None, Path | None]:
-        """LoRA: the adapter as a PEFT folder and, with `merge`, the merged model; full fine-tuning: the
-        model. Both are Hugging Face folders with the tokenizer."""
-        acc = self.acc
-        acc.wait_for_everyone()
-        state = acc.get_state_dict(self.wrapper)
-        if not acc.is_main_process:
-            return None, None
-        model = acc.unwrap_model(self.wrapper).model
-        state = {k.removeprefix("model."): v for k, v in state.items()}
-        adapter_dir: Path | None = None
-        if self.cfg.lora:
-            adapter_dir = self.out / "adapter"
-            model.save_pretrained(adapter_dir, state_dict=state)
-            self.tokenizer.save_pretrained(adapter_dir)
-            if not self.cfg.merge:
-                return None, adapter_dir
-            model = model.merge_and_unload()
-            state = None
-        model_dir = self.out / "model"
-        model.save_pretrained(model_dir, state_dict=state)
-        self.tokenizer.save_pretrained(model_dir)
-        return model_dir, adapter_dir
+        """LoRA: the adapter and, with `merge`, the merged model; full fine-tuning: the model."""
+        return export_model(self.acc, self.wrapper, self.tokenizer, self.out, lora=self.cfg.lora, merge=self.cfg.merge)
 
 
 def _add_kl_sequences(examples: list[Example], tok: ChatTokenizer) -> None:
