@@ -19,6 +19,7 @@ with pairs built from the default suite (refusals, helpful replies, compliant re
 20-200 tokens), so lengths vary and padding is part of what is measured.
 
     .venv/bin/python bench/dpo_vs_trl.py [--pairs 64] [--modes full,lora] [--repeats 1] [--data prefs.jsonl]
+                                         [--unpacked]
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def child_alignkit(args: argparse.Namespace) -> dict[str, Any]:
         bf16=False,
         merge=False,
         seed=0,
+        pack_pairs=not args.unpacked,
     )
     # a fresh folder: an existing one would make the trainer resume instead of train
     out = Path(tempfile.mkdtemp(prefix=f"alignkit-{args.mode}-", dir=args.workdir))
@@ -363,6 +365,7 @@ def run_child(trainer: str, mode: str, args: argparse.Namespace, workdir: str) -
     out = Path(workdir) / f"{trainer}-{mode}.json"
     cmd = [sys.executable, __file__, "--child", trainer, "--mode", mode, "--data", str(args.data)]
     cmd += ["--model", args.model, "--threads", str(args.threads), "--workdir", workdir, "--child-out", str(out)]
+    cmd += ["--unpacked"] if args.unpacked else []
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
     subprocess.run(cmd, check=True, env=env)
     row: dict[str, Any] = json.loads(out.read_text())
@@ -414,6 +417,7 @@ def data_stats(path: Path, model: str) -> dict[str, Any]:
         "sequence_tokens": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
         "reply_tokens": {"min": min(replies), "mean": sum(replies) / len(replies), "max": max(replies)},
         "truncated_sequences": sum(n >= MAX_LENGTH for n in lengths),
+        "packed_row_tokens_mean": sum(e.length for e in examples) / len(examples),
     }
 
 
@@ -428,6 +432,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="runs per trainer and mode; the best is reported")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--unpacked", action="store_true", help="alignkit: chosen and rejected in separate rows (ablation)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dpo_vs_trl.json"))
     ap.add_argument("--child", choices=["alignkit", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["full", "lora"], help=argparse.SUPPRESS)
@@ -515,6 +520,7 @@ def main() -> None:
             "scheduler": "cosine",
             "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "target_modules": "all-linear"},
             "threads": args.threads,
+            "alignkit_pack_pairs": not args.unpacked,
         },
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": load_after},
         "summary": summary,

@@ -115,6 +115,54 @@ def test_sequence_logps_equal_the_full_logits_computation(tiny_model_path: Path)
     assert counts.tolist() == mask.sum(-1).long().tolist()
 
 
+def test_packed_pairs_equal_separate_rows_in_value_and_gradient(tiny_model_path: Path) -> None:
+    """A pair in one shared-prompt row gives the same log-probs and gradients as chosen and rejected in
+    their own rows: multi-turn prompts, replies of other lengths, and a pair whose prompts differ (no
+    shared prefix) so the mask alone keeps the replies apart."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignkit.train.batches import Sequence_, pack_pairs, packed_length, shared_prefix
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    assert model.config._attn_implementation == "sdpa"
+    tok = ChatTokenizer(AutoTokenizer.from_pretrained(tiny_model_path), 128)
+    convo = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+             {"role": "user", "content": PROMPTS[5]}]  # fmt: skip
+    pairs = []
+    for i, prompt in enumerate([[{"role": "user", "content": PROMPTS[0]}], convo, [{"role": "user", "content": "Hm"}]]):
+        chosen = tok.pair(prompt, [{"role": "assistant", "content": "No. " * (1 + i)}])  # type: ignore[arg-type]
+        rejected = tok.pair(prompt, [{"role": "assistant", "content": f"Sure {i}, " * (3 + 2 * i)}])  # type: ignore[arg-type]
+        pairs.append((chosen, rejected))
+    c, r = pairs[2]
+    pairs[2] = (c, Sequence_([7, *r.ids[1:]], r.loss_mask))  # differs at token 0: nothing shared
+    assert shared_prefix(*pairs[0]) > 0 and shared_prefix(*pairs[2]) == 0
+    assert packed_length(*pairs[2]) == len(c) + len(r)
+
+    wrapper = SequenceLogps(model)
+    sep_sums, sep_counts, _ = wrapper(**collate([a for a, _ in pairs] + [b for _, b in pairs], tok.tok.pad_token_id))
+    sep_grads = torch.autograd.grad(sep_sums.sum(), list(model.parameters()))
+    batch = pack_pairs(pairs, tok.tok.pad_token_id)
+    assert batch["input_ids"].shape[1] == max(packed_length(a, b) for a, b in pairs)
+    sums, counts, _ = wrapper(**batch)
+    grads = torch.autograd.grad(sums.sum(), list(model.parameters()))
+    torch.testing.assert_close(sums, sep_sums, atol=1e-4, rtol=1e-5)
+    assert counts.tolist() == sep_counts.tolist()
+    for g, h in zip(grads, sep_grads, strict=True):
+        torch.testing.assert_close(g, h, atol=1e-4, rtol=1e-3)
+
+
+def test_packing_trains_like_separate_rows(tmp_path: Path, tiny_model_path: Path) -> None:
+    """The same DPO run packed and unpacked: same losses step by step (LoRA, so the reference pass runs
+    with the adapters off). One batch holds all the data, as length grouping orders packed pairs by
+    their row length and would otherwise batch them differently."""
+    data = write_data(tmp_path)["pref"]
+    same = dict(eval_fraction=0.0, batch_size=len(PROMPTS))
+    packed = train(str(tiny_model_path), data, tmp_path / "packed", cfg("dpo", **same))
+    plain = train(str(tiny_model_path), data, tmp_path / "plain", cfg("dpo", pack_pairs=False, **same))
+    assert packed.steps == plain.steps == 3
+    assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "plain"), abs=1e-4)
+
+
 def test_epoch_order_is_deterministic_and_length_grouped(tiny_model_path: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 

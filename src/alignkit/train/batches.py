@@ -39,10 +39,13 @@ class Example:
     """Paired: soft label p(chosen preferred); None = 1."""
     desirable: bool | None = None
     """KTO label."""
+    packed: int | None = None
+    """Length of the shared-prompt row of a pair (`pack_pairs`), when the pair is trained that way."""
 
     @property
     def length(self) -> int:
-        return max(len(s) for s in self.seqs)
+        """What a batch of it costs: its row length (packed) or its longest sequence."""
+        return self.packed if self.packed is not None else max(len(s) for s in self.seqs)
 
 
 class ChatTokenizer:
@@ -126,6 +129,9 @@ def load_examples(path: str | Path, cfg: TrainConfig, tok: ChatTokenizer) -> tup
     held = [e for e, k in zip(examples, keys, strict=True) if _held_out(k, cfg.eval_fraction)]
     if not train:
         train, held = held, []
+    if cfg.packs:
+        for e in examples:
+            e.packed = packed_length(e.seqs[0], e.seqs[1])
     return train, held
 
 
@@ -158,3 +164,76 @@ def collate(seqs: Sequence[Sequence_], pad_id: int) -> dict[str, torch.Tensor]:
         attn[row, : len(s)] = 1
         loss[row, : len(s)] = torch.tensor(s.loss_mask)
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss}
+
+
+def shared_prefix(a: Sequence_, b: Sequence_) -> int:
+    """How many leading tokens two replies to one prompt share, stopping before either's first trained
+    token (a trained token is predicted from the position before it, so that position must be shared)."""
+    limit = min(
+        a.loss_mask.index(1) if 1 in a.loss_mask else len(a), b.loss_mask.index(1) if 1 in b.loss_mask else len(b)
+    )
+    n = 0
+    while n < limit and a.ids[n] == b.ids[n]:
+        n += 1
+    return n
+
+
+def packed_length(chosen: Sequence_, rejected: Sequence_) -> int:
+    return len(chosen) + len(rejected) - shared_prefix(chosen, rejected)
+
+
+def pack_pairs(pairs: Sequence[tuple[Sequence_, Sequence_]], pad_id: int) -> dict[str, torch.Tensor]:
+    """One row per pair: [shared prompt][rest of chosen][rest of rejected], right-padded.
+
+    The rejected part takes the position ids it has on its own (restarting after the prompt) and a 4D
+    attention mask hides the chosen part from it, so every token sees exactly what it would see in its
+    own row: log-probs equal those of separate rows while the prompt runs once and the two replies share
+    one row's padding. Returns the batch for `SequenceLogps`: `input_ids`, `position_ids`,
+    `attention_mask` (N, 1, T, T) bool, and for each trained token its predicting position `source`
+    (flat index into N x T), its id `target` and its sequence `owner` (chosen of pair i: i, rejected:
+    N + i), with per-sequence `counts` (2N,)."""
+    n = len(pairs)
+    width = max(packed_length(c, r) for c, r in pairs)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((n, width), dtype=torch.long)
+    segment = torch.full((n, width), 3, dtype=torch.long)  # 0 prompt, 1 chosen, 2 rejected, 3 padding
+    source: list[int] = []
+    target: list[int] = []
+    owner: list[int] = []
+    counts = torch.zeros(2 * n, dtype=torch.long)
+    for row, (c, r) in enumerate(pairs):
+        s = shared_prefix(c, r)
+        lc, lr = len(c), len(r) - s
+        ids[row, :lc] = torch.tensor(c.ids)
+        ids[row, lc : lc + lr] = torch.tensor(r.ids[s:])
+        pos[row, :lc] = torch.arange(lc)
+        pos[row, lc : lc + lr] = torch.arange(s, len(r))
+        segment[row, :s], segment[row, s:lc], segment[row, lc : lc + lr] = 0, 1, 2
+        base = row * width
+        for j in range(1, lc):
+            if c.loss_mask[j]:
+                source.append(base + j - 1)
+                target.append(c.ids[j])
+                owner.append(row)
+        for j in range(1, len(r)):
+            if r.loss_mask[j]:
+                # the token before it: in the shared prompt, or in the rejected part (after the chosen)
+                source.append(base + (j - 1 if j - 1 < s else lc + j - 1 - s))
+                target.append(r.ids[j])
+                owner.append(n + row)
+        counts[row] = sum(c.loss_mask[1:])
+        counts[n + row] = sum(r.loss_mask[1:])
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    q, k = segment[:, :, None], segment[:, None, :]
+    mask = causal & ~((q == 2) & (k == 1)) & (k != 3)
+    # a padding query attends to itself only: a row with nothing to attend to would turn into NaN
+    mask |= torch.eye(width, dtype=torch.bool) & (q == 3)
+    return {
+        "input_ids": ids,
+        "position_ids": pos,
+        "attention_mask": mask[:, None],
+        "source": torch.tensor(source, dtype=torch.long),
+        "target": torch.tensor(target, dtype=torch.long),
+        "owner": torch.tensor(owner, dtype=torch.long),
+        "counts": counts,
+    }

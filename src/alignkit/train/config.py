@@ -85,6 +85,9 @@ class TrainConfig(BaseModel):
     """torch intra-op threads on CPU (None: torch's default)."""
     merge: bool = True
     """After LoRA training, also write the merged model (out/merged)."""
+    pack_pairs: bool = True
+    """Paired log-prob methods: chosen and rejected share one row that holds their common prompt once
+    (a 4D attention mask keeps the two replies apart); needs SDPA attention, else rows stay separate."""
 
     @property
     def paired(self) -> bool:
@@ -93,6 +96,11 @@ class TrainConfig(BaseModel):
     @property
     def uses_reference(self) -> bool:
         return self.method in USES_REFERENCE
+
+    @property
+    def packs(self) -> bool:
+        """Pairs go into shared-prompt rows (the reward model reads one score per row, so it does not)."""
+        return self.pack_pairs and self.paired and self.method != "reward"
 
 
 def _parse_value(raw: str) -> Any:

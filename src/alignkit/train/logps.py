@@ -31,22 +31,37 @@ class SequenceLogps(nn.Module):
         self.model = model
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        loss_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        source: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        owner: torch.Tensor | None = None,
+        counts: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (sum of trained-token logps (N,), trained-token count (N,), per-token logps (M,)) where
-        M is the number of trained tokens in the batch, in row-major order."""
+        M is the number of trained tokens in the batch.
+
+        Rows of separate sequences (`collate`): `loss_mask` marks the trained tokens, row-major. Packed
+        rows (`pack_pairs`): `source`, `target`, `owner` and `counts` say which positions predict which
+        tokens of which sequence, and `attention_mask` is 4D."""
         body, head = decoder_and_head(self.model)
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
-        targets = loss_mask[:, 1:].bool()  # (N, T-1): position t predicts token t+1
-        picked = hidden[:, :-1][targets]  # (M, H)
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        if loss_mask is not None:
+            trained = loss_mask[:, 1:].bool()  # (N, T-1): position t predicts token t+1
+            picked = hidden[:, :-1][trained]  # (M, H)
+            target = input_ids[:, 1:][trained]  # (M,)
+            owner = trained.nonzero()[:, 0]  # (M,)
+            counts = trained.sum(-1)
+        else:
+            assert source is not None and target is not None and owner is not None and counts is not None
+            picked = hidden.flatten(0, 1)[source]
         logits = head(picked).float()  # (M, V)
-        next_ids = input_ids[:, 1:][targets]  # (M,)
-        token_logps = logits.log_softmax(-1).gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)  # (M,)
-        rows = targets.nonzero()[:, 0]  # (M,)
-        n = input_ids.shape[0]
-        sums = torch.zeros(n, dtype=token_logps.dtype, device=token_logps.device).index_add(0, rows, token_logps)
-        counts = targets.sum(-1)
-        return sums, counts, token_logps
+        token_logps = logits.log_softmax(-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (M,)
+        sums = torch.zeros(counts.shape[0], dtype=token_logps.dtype, device=token_logps.device)
+        return sums.index_add(0, owner, token_logps), counts, token_logps
 
 
 class SequenceRewards(nn.Module):

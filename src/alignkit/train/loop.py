@@ -12,6 +12,7 @@ N processes step exactly as one process with the same global batch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ import torch
 
 from alignkit.errors import AlignkitError
 from alignkit.train import objectives as obj
-from alignkit.train.batches import ChatTokenizer, Example, collate, epoch_order, load_examples
+from alignkit.train.batches import ChatTokenizer, Example, collate, epoch_order, load_examples, pack_pairs
 from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import SequenceLogps, SequenceRewards
@@ -124,6 +125,11 @@ class Trainer:
             _add_kl_sequences(self.train_set + self.eval_set, self.tok)
         _seed_everything(cfg.seed)
         self.model = _load_model(self.model_path, cfg, self.tokenizer, torch.float32)
+        # shared-prompt rows need a 4D boolean mask, which SDPA takes as it is (eager attention adds it)
+        self.packs = cfg.packs and getattr(self.model.config, "_attn_implementation", None) == "sdpa"
+        if not self.packs:
+            for e in self.train_set + self.eval_set:
+                e.packed = None
         self.world = self.acc.num_processes
         self.global_batch = cfg.batch_size * cfg.grad_accum * self.world
         per_epoch = len(epoch_order(self.train_set, self.global_batch, cfg.seed, 0))
@@ -143,7 +149,7 @@ class Trainer:
         wrapper.to(acc.device)
         self.ref = self._reference(wrapper, progress) if cfg.uses_reference else None
         params = [p for p in wrapper.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        optimizer = _adamw(params, cfg)
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.scheduler]
         warmup = math.ceil(cfg.warmup_ratio * self.total_steps)
         # stepped by hand once per optimizer step: accelerate's wrapper would step it once per process
@@ -253,6 +259,13 @@ class Trainer:
     def _batch(self, seqs: Sequence[Any]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.acc.device) for k, v in collate(seqs, self.tokenizer.pad_token_id).items()}
 
+    def _pairs(self, part: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """Chosen and rejected of each pair, for one forward pass whose sums list the chosen first."""
+        if not self.packs:
+            return self._batch([e.seqs[0] for e in part] + [e.seqs[1] for e in part])
+        packed = pack_pairs([(e.seqs[0], e.seqs[1]) for e in part], self.tokenizer.pad_token_id)
+        return {k: v.to(self.acc.device) for k, v in packed.items()}
+
     def _loss(self, part: Sequence[Example]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, n = self.cfg, len(part)
         if cfg.method == "reward":
@@ -283,8 +296,7 @@ class Trainer:
                 undesirable_weight=cfg.kto_undesirable_weight,
             )
             return losses.sum(), metrics
-        b = self._batch([e.seqs[0] for e in part] + [e.seqs[1] for e in part])
-        sums, counts, _ = self.wrapper(**b)  # chosen rows first, then rejected: one forward pass
+        sums, counts, _ = self.wrapper(**self._pairs(part))  # chosen first, then rejected: one forward pass
         pc, pr = sums[:n], sums[n:]
         avg_c, avg_r = pc / counts[:n], pr / counts[n:]
         if cfg.method == "simpo":
@@ -316,8 +328,9 @@ class Trainer:
 
     def _reference(self, wrapper: torch.nn.Module, progress: Progress | None) -> torch.Tensor:
         """log p_ref of every sequence (examples x sequences), before any update; cached in the run
-        folder so a resumed run does not recompute it."""
-        everything = sorted(self.train_set + self.eval_set, key=lambda e: e.length)
+        folder so a resumed run does not recompute it. For LoRA the reference is the base model, run
+        with the adapters switched off (they start at zero, so the values are the same, for less work)."""
+        everything = self.train_set + self.eval_set
         key = hashlib.sha256(
             json.dumps([self.model_path, str(self.data_path), self.cfg.max_length, self.cfg.method]).encode()
             + self.data_path.read_bytes()
@@ -328,17 +341,35 @@ class Trainer:
             return cached
         width = max(len(e.seqs) for e in everything)
         ref = torch.zeros((max(e.index for e in everything) + 1, width), dtype=torch.float32)
-        chunk = self.cfg.batch_size * 4
+        # batches of similar length: pairs by their packed row, otherwise each sequence on its own
+        if self.packs:
+            units: list[tuple[list[tuple[int, int]], Any]] = []
+            order = sorted(everything, key=lambda e: e.length)
+            for start in range(0, len(order), self.cfg.batch_size * 4):
+                part = order[start : start + self.cfg.batch_size * 4]
+                slots = [(e.index, 0) for e in part] + [(e.index, 1) for e in part]
+                units.append((slots, lambda part=part: self._pairs(part)))
+        else:
+            seqs = sorted(
+                ((len(q), e.index, j, q) for e in everything for j, q in enumerate(e.seqs)), key=lambda t: t[0]
+            )
+            units = []
+            for start in range(0, len(seqs), self.cfg.batch_size * 8):
+                chunk = seqs[start : start + self.cfg.batch_size * 8]
+                units.append(
+                    ([(i, j) for _, i, j, _ in chunk], lambda chunk=chunk: self._batch([q for *_, q in chunk]))
+                )
+        adapters_off = self.model.disable_adapter() if self.cfg.lora else contextlib.nullcontext()
         wrapper.eval()
-        with torch.no_grad(), self.acc.autocast():
-            for start in range(0, len(everything), chunk):
-                part = everything[start : start + chunk]
-                seqs = [s for e in part for s in e.seqs]
-                sums, _, _ = wrapper(**self._batch(seqs))
-                for i, e in enumerate(part):
-                    ref[e.index, : len(e.seqs)] = sums[i * width : i * width + len(e.seqs)].float().cpu()
+        done = 0
+        with torch.no_grad(), self.acc.autocast(), adapters_off:
+            for slots, batch in units:
+                sums, _, _ = wrapper(**batch())
+                for (i, j), value in zip(slots, sums.float().cpu(), strict=True):
+                    ref[i, j] = value
+                done += len(slots)
                 if progress:
-                    progress("reference log-probs", min(start + chunk, len(everything)), len(everything))
+                    progress("reference log-probs", done, sum(len(e.seqs) for e in everything))
         if self.acc.is_main_process:
             tmp = cache.with_suffix(".tmp")
             torch.save(ref, tmp)
@@ -416,6 +447,14 @@ class Trainer:
     def _export(self) -> tuple[Path | None, Path | None]:
         """LoRA: the adapter and, with `merge`, the merged model; full fine-tuning: the model."""
         return export_model(self.acc, self.wrapper, self.tokenizer, self.out, lora=self.cfg.lora, merge=self.cfg.merge)
+
+
+def _adamw(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with torch's fused kernel (one pass over each tensor per step) where this build has it."""
+    try:
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
 def _add_kl_sequences(examples: list[Example], tok: ChatTokenizer) -> None:
