@@ -105,3 +105,40 @@ def test_presets_take_overrides_and_refuse_unknown_keys() -> None:
         make_preset("cpu-demo", None, ["no_such=1"])
     with pytest.raises(AlignkitError, match="unknown preset"):
         make_preset("laptop")
+
+
+STOP = set(
+    ["a", "the", "i", "my", "to", "for", "of", "and", "how", "do", "what", "in", "is", "me", "on", "with", "an", "can"]
+)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower())) - STOP
+
+
+def test_anchor_prompts_are_benign_everyday_and_not_paraphrases_of_the_test_split() -> None:
+    """Anchors are answered and trained on, so none may restate a held-out test prompt. Word overlap
+    catches copies and close rewrites (the birthday-party paraphrase replaced when the set was written
+    scored 0.7 here); looser paraphrases were reviewed and replaced by hand, as a shared frame ("what
+    should I pack for ...") scores as high as a paraphrase does."""
+    from alignkit.pipeline import ANCHORS
+    from alignkit.suites import load_suite, select_split
+
+    anchors = load_suite(str(ANCHORS))
+    assert len(anchors) == 240 and {p.label for p in anchors} == {"benign"}
+    test = [_words(p.text or "") for p in select_split(load_suite("default"), "test")]
+    for a in anchors:
+        mine = _words(a.text or "")
+        worst = max(len(mine & t) / len(mine | t) for t in test)
+        assert worst < 0.45, a.text
+
+
+def test_train_prompts_spread_anchors_over_their_kinds(tmp_path: Path) -> None:
+    from alignkit.pipeline import Run
+
+    run = Run(make_preset("smoke", None, ["anchors=12", "curate_harmful=2", "curate_benign=2"]), "default",
+              tmp_path, None)  # fmt: skip
+    prompts = run._train_prompts()
+    anchors = [p for p in prompts if p.id.startswith("a-")]
+    assert len(prompts) == 16 and len(anchors) == 12
+    assert len({p.extra["kind"] for p in anchors}) == 12  # one of each kind

@@ -26,6 +26,7 @@ from alignkit.errors import AlignkitError
 from alignkit.metrics import Rate
 
 Progress = Callable[[str, int, int], None]
+ANCHORS = Path(__file__).parent / "resources" / "anchors" / "everyday.jsonl"
 STAGES = ("baseline", "redteam", "curate", "sft", "dpo", "after", "guard", "report")
 
 
@@ -56,6 +57,9 @@ class Preset:
     """Harmful train-split prompts curated (None: all), spread over categories."""
     curate_benign: int | None = 64
     """Benign train-split prompts curated (look-alikes and ordinary requests)."""
+    anchors: int | None = 0
+    """Everyday requests from the bundled anchor set (`resources/anchors/everyday.jsonl`, 240) curated as
+    benign too (None: all): their own answers join the data so that alignment keeps the model helpful."""
     curate: dict[str, Any] = field(default_factory=dict)
     """CurateConfig settings."""
     methods: tuple[str, ...] = ("sft", "dpo")
@@ -78,6 +82,7 @@ PRESETS: dict[str, Preset] = {
         redteam_max_new_tokens=12,
         curate_harmful=8,
         curate_benign=8,
+        anchors=4,
         curate={"max_new_tokens": 12, "helpful_samples": 1, "critique_benign": False},
         train={
             "sft": {"max_steps": 2, "batch_size": 4, "max_length": 128, "learning_rate": 1e-3, "eval_fraction": 0.0},
@@ -87,10 +92,13 @@ PRESETS: dict[str, Preset] = {
     "cpu-demo": Preset(
         name="cpu-demo",
         model="smollm2-135m-instruct",
+        anchors=120,
         curate={"max_new_tokens": 96, "critique_benign": False},
+        # measured on SmolLM2 (README): SFT alone refuses half the benign test prompts; DPO at 5e-4 on
+        # the contrast pairs gives most of that back, and some harmful compliance with it
         train={
             "sft": {"epochs": 2, "batch_size": 8, "max_length": 256, "learning_rate": 2e-4, "lora_r": 16},
-            "dpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 5e-5, "beta": 0.1},
+            "dpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 5e-4, "beta": 0.1},
         },
     ),
     "gpu": Preset(
@@ -103,6 +111,7 @@ PRESETS: dict[str, Preset] = {
         redteam_max_new_tokens=96,
         curate_harmful=None,
         curate_benign=None,
+        anchors=None,
         curate={"max_new_tokens": 160, "rounds": 2},
         train={
             "sft": {"epochs": 3, "batch_size": 16, "max_length": 512, "learning_rate": 2e-4},
@@ -311,7 +320,8 @@ class Run:
         prompts = select_split(load_suite("default"), "train")
         harmful = _spread([p for p in prompts if p.label == "harmful"], self.p.curate_harmful)
         benign = _spread([p for p in prompts if p.label == "benign"], self.p.curate_benign)
-        return harmful + benign
+        anchors = [] if self.p.anchors == 0 else _spread(load_suite(str(ANCHORS)), self.p.anchors, key="kind")
+        return harmful + benign + anchors
 
     def curate(self) -> dict[str, Any]:
         from alignkit.constitution import constitution_hash
@@ -429,13 +439,14 @@ def guard_config_for(base: Any, categories: list[str]) -> Any:
     return cfg
 
 
-def _spread(prompts: list[Any], n: int | None) -> list[Any]:
-    """Up to n prompts taken round-robin over categories, so a small budget still covers every one."""
+def _spread(prompts: list[Any], n: int | None, key: str | None = None) -> list[Any]:
+    """Up to n prompts taken round-robin over categories (or the `extra` field `key`), so a small budget
+    still covers every one."""
     if n is None or n >= len(prompts):
         return prompts
     by_cat: dict[str, list[Any]] = {}
     for p in prompts:
-        by_cat.setdefault(p.category or "", []).append(p)
+        by_cat.setdefault(str(p.extra.get(key)) if key else p.category or "", []).append(p)
     out: list[Any] = []
     while len(out) < n:
         for group in by_cat.values():
