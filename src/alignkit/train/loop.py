@@ -1,9 +1,9 @@
 """The one offline training loop: SFT, the DPO family, KTO and reward models, on accelerate.
 
 Recipe owns the loop, objectives own the math (`alignkit.train.objectives`). What makes it fast on a
-CPU: reference log-probs computed once before training (for LoRA the adapters start at zero, so the
-policy before its first step *is* the reference), chosen and rejected in one forward pass,
-length-grouped batches, and LM-head logits only at trained positions (`SequenceLogps`).
+CPU: reference log-probs computed once before training (for LoRA by the base model, adapters off),
+each pair in one row that holds its prompt once (`pack_pairs`), length-grouped batches, LM-head logits
+only at trained positions (`SequenceLogps`), and fused AdamW.
 
 Distributed runs (DDP, FSDP, DeepSpeed via `accelerate launch`) give each process an interleaved share
 of every global batch; losses are normalised by the global count of examples (or tokens for SFT), so
