@@ -405,7 +405,7 @@ def data_stats(path: Path, model: str) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from alignkit.models import resolve
-    from alignkit.train.batches import ChatTokenizer, load_examples
+    from alignkit.train.batches import ChatTokenizer, load_examples, packed_length
     from alignkit.train.config import TrainConfig
 
     tok = ChatTokenizer(AutoTokenizer.from_pretrained(resolve(model)), MAX_LENGTH)
@@ -417,7 +417,7 @@ def data_stats(path: Path, model: str) -> dict[str, Any]:
         "sequence_tokens": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
         "reply_tokens": {"min": min(replies), "mean": sum(replies) / len(replies), "max": max(replies)},
         "truncated_sequences": sum(n >= MAX_LENGTH for n in lengths),
-        "packed_row_tokens_mean": sum(e.length for e in examples) / len(examples),
+        "packed_row_tokens_mean": sum(packed_length(e.seqs[0], e.seqs[1]) for e in examples) / len(examples),
     }
 
 

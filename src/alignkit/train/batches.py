@@ -40,7 +40,7 @@ class Example:
     desirable: bool | None = None
     """KTO label."""
     packed: int | None = None
-    """Length of the shared-prompt row of a pair (`pack_pairs`), when the pair is trained that way."""
+    """Length of the shared-prompt row of a pair (`pack_pairs`), set by the trainer when it packs pairs."""
 
     @property
     def length(self) -> int:
@@ -129,9 +129,6 @@ def load_examples(path: str | Path, cfg: TrainConfig, tok: ChatTokenizer) -> tup
     held = [e for e, k in zip(examples, keys, strict=True) if _held_out(k, cfg.eval_fraction)]
     if not train:
         train, held = held, []
-    if cfg.packs:
-        for e in examples:
-            e.packed = packed_length(e.seqs[0], e.seqs[1])
     return train, held
 
 

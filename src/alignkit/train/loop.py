@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,15 @@ import torch
 
 from alignkit.errors import AlignkitError
 from alignkit.train import objectives as obj
-from alignkit.train.batches import ChatTokenizer, Example, collate, epoch_order, load_examples, pack_pairs
+from alignkit.train.batches import (
+    ChatTokenizer,
+    Example,
+    collate,
+    epoch_order,
+    load_examples,
+    pack_pairs,
+    packed_length,
+)
 from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import SequenceLogps, SequenceRewards
@@ -127,9 +135,9 @@ class Trainer:
         self.model = _load_model(self.model_path, cfg, self.tokenizer, torch.float32)
         # shared-prompt rows need a 4D boolean mask, which SDPA takes as it is (eager attention adds it)
         self.packs = cfg.packs and getattr(self.model.config, "_attn_implementation", None) == "sdpa"
-        if not self.packs:
+        if self.packs:  # length grouping then sorts pairs by the row they will take
             for e in self.train_set + self.eval_set:
-                e.packed = None
+                e.packed = packed_length(e.seqs[0], e.seqs[1])
         self.world = self.acc.num_processes
         self.global_batch = cfg.batch_size * cfg.grad_accum * self.world
         per_epoch = len(epoch_order(self.train_set, self.global_batch, cfg.seed, 0))
@@ -341,40 +349,40 @@ class Trainer:
             return cached
         width = max(len(e.seqs) for e in everything)
         ref = torch.zeros((max(e.index for e in everything) + 1, width), dtype=torch.float32)
-        # batches of similar length: pairs by their packed row, otherwise each sequence on its own
-        if self.packs:
-            units: list[tuple[list[tuple[int, int]], Any]] = []
-            order = sorted(everything, key=lambda e: e.length)
-            for start in range(0, len(order), self.cfg.batch_size * 4):
-                part = order[start : start + self.cfg.batch_size * 4]
-                slots = [(e.index, 0) for e in part] + [(e.index, 1) for e in part]
-                units.append((slots, lambda part=part: self._pairs(part)))
-        else:
-            seqs = sorted(
-                ((len(q), e.index, j, q) for e in everything for j, q in enumerate(e.seqs)), key=lambda t: t[0]
-            )
-            units = []
-            for start in range(0, len(seqs), self.cfg.batch_size * 8):
-                chunk = seqs[start : start + self.cfg.batch_size * 8]
-                units.append(
-                    ([(i, j) for _, i, j, _ in chunk], lambda chunk=chunk: self._batch([q for *_, q in chunk]))
-                )
         adapters_off = self.model.disable_adapter() if self.cfg.lora else contextlib.nullcontext()
         wrapper.eval()
-        done = 0
+        done, total = 0, sum(len(e.seqs) for e in everything)
         with torch.no_grad(), self.acc.autocast(), adapters_off:
-            for slots, batch in units:
-                sums, _, _ = wrapper(**batch())
+            for slots, batch in self._reference_batches(everything):
+                sums, _, _ = wrapper(**batch)
                 for (i, j), value in zip(slots, sums.float().cpu(), strict=True):
                     ref[i, j] = value
                 done += len(slots)
                 if progress:
-                    progress("reference log-probs", done, sum(len(e.seqs) for e in everything))
+                    progress("reference log-probs", done, total)
         if self.acc.is_main_process:
             tmp = cache.with_suffix(".tmp")
             torch.save(ref, tmp)
             os.replace(tmp, cache)
         return ref
+
+    def _reference_batches(
+        self, examples: Sequence[Example]
+    ) -> Iterator[tuple[list[tuple[int, int]], dict[str, torch.Tensor]]]:
+        """Batches of similar length for the reference pass, each with the (example, sequence) slot of
+        every sum it gives: pairs by their packed row, otherwise each sequence on its own."""
+        if self.packs:
+            order = sorted(examples, key=lambda e: e.length)
+            step = self.cfg.batch_size * 4
+            for start in range(0, len(order), step):
+                part = order[start : start + step]
+                yield [(e.index, 0) for e in part] + [(e.index, 1) for e in part], self._pairs(part)
+            return
+        seqs = sorted(((e.index, j, q) for e in examples for j, q in enumerate(e.seqs)), key=lambda t: len(t[2]))
+        step = self.cfg.batch_size * 8
+        for start in range(0, len(seqs), step):
+            chunk = seqs[start : start + step]
+            yield [(i, j) for i, j, _ in chunk], self._batch([q for *_, q in chunk])
 
     # ---- evaluation ---------------------------------------------------------------------------
 
