@@ -17,7 +17,7 @@ from alignkit.guard.config import GuardConfig, default_config
 from alignkit.guard.proxy import chunks, create_guard_app, load_api_keys
 from alignkit.types import Conversation
 
-from .servers import running
+from ..servers import running
 
 openai = pytest.importorskip("openai")
 
