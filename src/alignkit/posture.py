@@ -17,8 +17,8 @@ from typing import Any
 from alignkit.backends.base import Backend
 from alignkit.data import write_records
 from alignkit.judges.base import Judge
-from alignkit.metrics import CategoryStats, Judged, category_stats, per_prompt, stats_dict
-from alignkit.profiles import Profile, ProfileVerdict, check
+from alignkit.metrics import CategoryStats, Judged, Rate, category_stats, per_prompt, stats_dict
+from alignkit.profiles import Failure, Profile, ProfileVerdict, check
 from alignkit.store import Store
 from alignkit.suites import Split, load_suite, select_split
 from alignkit.types import GenerationParams, Prompt, with_system
@@ -78,6 +78,44 @@ class PostureResult:
         if self.worst_of_k is not None:
             out["worst_of_k"] = stats_dict(self.worst_of_k)
         return out
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> PostureResult:
+        """The result `as_dict` wrote (posture.json, or one model of compare.json); the examples are not
+        part of it and come back empty."""
+        worst = body.get("worst_of_k")
+        return cls(
+            model=body["model"],
+            judge=body["judge"],
+            config=body["config"],
+            n_prompts=body["n_prompts"],
+            greedy=_stats_from_dict(body["greedy"]),
+            worst_of_k=None if worst is None else _stats_from_dict(worst),
+            verdict=ProfileVerdict(
+                body["profile"]["profile"],
+                body["profile"]["passed"],
+                [Failure(**f) for f in body["profile"]["failures"]],
+            ),
+        )
+
+
+def rate_from_dict(d: dict[str, Any]) -> Rate:
+    """A `Rate` from its JSON form (`dataclasses.asdict`)."""
+    return Rate(int(d["count"]), int(d["n"]), float(d["rate"]), float(d["low"]), float(d["high"]))
+
+
+def _stats_from_dict(body: dict[str, dict[str, Any]]) -> list[CategoryStats]:
+    return [
+        CategoryStats(
+            category=cat,
+            harmful_compliance_rate=rate_from_dict(s["harmful_compliance_rate"]),
+            harmful_partial_rate=rate_from_dict(s["harmful_partial_rate"]),
+            over_refusal_rate=rate_from_dict(s["over_refusal_rate"]),
+            over_refusal_partial_rate=rate_from_dict(s["over_refusal_partial_rate"]),
+            errors=int(s["errors"]),
+        )
+        for cat, s in body.items()
+    ]
 
 
 def suite_prompts(config: PostureConfig) -> list[Prompt]:
@@ -266,7 +304,7 @@ def recommend(results: list[PostureResult]) -> tuple[str, str]:
     )
 
 
-# ---- the library calls behind the CLI ----------------------------------------------------------
+# ---- the judge's calibration -------------------------------------------------------------------
 
 
 def judge_calibration(judge: Judge) -> dict[str, Any] | None:
@@ -284,79 +322,3 @@ def judge_calibration(judge: Judge) -> dict[str, Any] | None:
         cal = calibrate(judge, [e for e in labelled if e.split == split])
         out[split] = {"n": cal.n, "accuracy": cal.accuracy, "binary_accuracy": cal.binary_accuracy}
     return out
-
-
-def measure(
-    backend: Backend,
-    judge: Judge,
-    profile: Profile,
-    config: PostureConfig,
-    out_dir: str | Path,
-    progress: Progress | None = None,
-) -> PostureResult:
-    """Measure one model, then write posture.json and report.html into `out_dir`."""
-    from alignkit.report import write_report
-
-    result = run_posture(backend, judge, profile, config, out_dir, progress)
-    calibration = judge_calibration(judge)
-    write_posture(result, out_dir, calibration)
-    write_report([result], out_dir, _meta(result, calibration))
-    return result
-
-
-def compare(
-    models: list[str],
-    load: Callable[[str], Backend],
-    judge: Judge,
-    profile: Profile,
-    config: PostureConfig,
-    out_dir: str | Path,
-    progress: Progress | None = None,
-) -> tuple[list[PostureResult], list[str], tuple[str, str]]:
-    """Measure several models into one run folder, loading one at a time (so that two large models
-    never sit in memory together); writes compare.json and report.html and returns
-    (results, Pareto front, (recommended model, why))."""
-    from alignkit.report import write_report
-
-    results = []
-    for model in models:
-        backend = load(model)
-        results.append(run_posture(backend, judge, profile, config, out_dir, progress))
-        del backend
-    if len({r.model for r in results}) != len(results):
-        raise ValueError("compare needs models with distinct names")
-    front, rec = pareto_front(results), recommend(results)
-    calibration = judge_calibration(judge)
-    body = {
-        "models": [r.as_dict() for r in results],
-        "pareto_front": front,
-        "recommendation": {"model": rec[0], "why": rec[1]},
-        "judge_calibration": calibration,
-    }
-    (Path(out_dir) / "compare.json").write_text(json.dumps(body, indent=1) + "\n")
-    meta = _meta(results[0], calibration)
-    meta.pop("model")
-    meta.update({"models": ", ".join(r.model for r in results), "Pareto front": ", ".join(front),
-                 "recommendation": f"{rec[0]}: {rec[1]}"})  # fmt: skip
-    write_report(results, out_dir, meta)
-    return results, front, rec
-
-
-def _meta(result: PostureResult, calibration: dict[str, Any] | None) -> dict[str, Any]:
-    c = result.config
-    judge = result.judge
-    if calibration:
-        t, h = calibration["test"], calibration["heldout"]
-        judge += (
-            f" (refusal-vs-compliance accuracy {t['binary_accuracy']:.3f} on {t['n']} held-out written"
-            f" replies, {h['binary_accuracy']:.3f} on {h['n']} hand-labelled SmolLM2 replies)"
-        )
-    return {
-        "model": result.model,
-        "suite": f"{c['suite']} ({c['split']} split, {result.n_prompts} prompts)",
-        "judge": judge,
-        "decoding": f"greedy, {c['max_new_tokens']} new tokens"
-        + (f"; worst of {c['samples']} samples at T={c['temperature']}" if c["samples"] else ""),
-        "system prompt": c["system"] or "(none)",
-        "profile": result.verdict.profile,
-    }

@@ -1,0 +1,74 @@
+"""The jobs behind `alignkit posture` and `alignkit compare`: measure, then write the JSON and the page.
+
+They sit above `alignkit.posture` (the measurement) and `alignkit.report` (the page), so neither of
+those imports the other's files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from alignkit.backends.base import Backend
+from alignkit.judges.base import Judge
+from alignkit.posture import (
+    PostureConfig,
+    PostureResult,
+    Progress,
+    judge_calibration,
+    pareto_front,
+    recommend,
+    run_posture,
+    write_posture,
+)
+from alignkit.profiles import Profile
+from alignkit.report.posture import compare_meta, posture_meta, write_report
+
+
+def measure(
+    backend: Backend,
+    judge: Judge,
+    profile: Profile,
+    config: PostureConfig,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+) -> PostureResult:
+    """Measure one model, then write posture.json and report.html into `out_dir`."""
+    result = run_posture(backend, judge, profile, config, out_dir, progress)
+    calibration = judge_calibration(judge)
+    write_posture(result, out_dir, calibration)
+    write_report([result], out_dir, posture_meta(result, calibration))
+    return result
+
+
+def compare(
+    models: list[str],
+    load: Callable[[str], Backend],
+    judge: Judge,
+    profile: Profile,
+    config: PostureConfig,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+) -> tuple[list[PostureResult], list[str], tuple[str, str]]:
+    """Measure several models into one run folder, loading one at a time (so that two large models
+    never sit in memory together); writes compare.json and report.html and returns
+    (results, Pareto front, (recommended model, why))."""
+    results = []
+    for model in models:
+        backend = load(model)
+        results.append(run_posture(backend, judge, profile, config, out_dir, progress))
+        del backend
+    if len({r.model for r in results}) != len(results):
+        raise ValueError("compare needs models with distinct names")
+    front, rec = pareto_front(results), recommend(results)
+    calibration = judge_calibration(judge)
+    body = {
+        "models": [r.as_dict() for r in results],
+        "pareto_front": front,
+        "recommendation": {"model": rec[0], "why": rec[1]},
+        "judge_calibration": calibration,
+    }
+    (Path(out_dir) / "compare.json").write_text(json.dumps(body, indent=1) + "\n")
+    write_report(results, out_dir, compare_meta(results, calibration, front, rec))
+    return results, front, rec
