@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from alignkit.backends import MockBackend
 from alignkit.errors import DataError
+from alignkit.jobs.posture import compare, measure
 from alignkit.judges.patterns import RefusalPatternJudge
-from alignkit.posture import PostureConfig, compare, measure, pareto_front, recommend, run_posture
+from alignkit.posture import PostureConfig, PostureResult, pareto_front, recommend, run_posture
 from alignkit.profiles import load_profile
 from alignkit.store import Store
 from alignkit.suites import load_suite, select_split
@@ -129,6 +131,15 @@ def test_worst_of_k_samples_are_stored_apart(tmp_path: Path) -> None:
     result = run_posture(backend, RefusalPatternJudge(), load_profile("general"), cfg, tmp_path / "run")
     assert len(backend.calls) == 14 * 3
     assert result.worst_of_k is not None and result.headline() is result.worst_of_k[-1]
+
+
+@pytest.mark.parametrize("samples", [0, 2])
+def test_a_result_read_back_from_its_json_is_the_same_result(tmp_path: Path, samples: int) -> None:
+    cfg = PostureConfig(suite=str(suite_file(tmp_path)), split="all", samples=samples)
+    result = run_posture(scripted(), RefusalPatternJudge(), load_profile("general"), cfg, tmp_path / "run")
+    assert result.examples and result.verdict.failures and (result.worst_of_k is None) == (samples == 0)
+    back = PostureResult.from_dict(json.loads(json.dumps(result.as_dict())))
+    assert back == replace(result, examples=[])  # examples are not part of posture.json
 
 
 def test_compare_pareto_and_recommendation(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from alignkit.backends import MockBackend
+from alignkit.jobs.posture import compare
 from alignkit.judges.patterns import RefusalPatternJudge
-from alignkit.posture import PostureConfig, compare
+from alignkit.posture import PostureConfig
 from alignkit.profiles import load_profile
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
