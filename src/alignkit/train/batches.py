@@ -17,6 +17,9 @@ from alignkit.errors import AlignkitError
 from alignkit.train.config import TrainConfig
 from alignkit.types import Conversation
 
+CPU = torch.device("cpu")
+"""Batches are built here whatever torch's default device is; the trainer moves them to its device."""
+
 
 @dataclass
 class Sequence_:
@@ -150,16 +153,23 @@ def epoch_order(examples: Sequence[Example], global_batch: int, seed: int, epoch
     return batches
 
 
-def collate(seqs: Sequence[Sequence_], pad_id: int) -> dict[str, torch.Tensor]:
+def _pad(pad_id: int | None) -> int:
+    """The id that fills padding. Its value never reaches a result (padding is masked out of attention
+    and loss), so a tokenizer without a pad token pads with 0: transformers before 5.2x loads SmolLM2's
+    GGUF tokenizer with `pad_token_id` None, and `torch.full` with a None fill raised a TypeError."""
+    return 0 if pad_id is None else int(pad_id)
+
+
+def collate(seqs: Sequence[Sequence_], pad_id: int | None) -> dict[str, torch.Tensor]:
     """Right-padded (N, T) ids, attention mask and loss mask."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    loss = torch.zeros((len(seqs), width), dtype=torch.long)
+    ids = torch.full((len(seqs), width), _pad(pad_id), dtype=torch.long, device=CPU)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long, device=CPU)
+    loss = torch.zeros((len(seqs), width), dtype=torch.long, device=CPU)
     for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s.ids)
+        ids[row, : len(s)] = torch.tensor(s.ids, device=CPU)
         attn[row, : len(s)] = 1
-        loss[row, : len(s)] = torch.tensor(s.loss_mask)
+        loss[row, : len(s)] = torch.tensor(s.loss_mask, device=CPU)
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss}
 
 
@@ -179,7 +189,7 @@ def packed_length(chosen: Sequence_, rejected: Sequence_) -> int:
     return len(chosen) + len(rejected) - shared_prefix(chosen, rejected)
 
 
-def pack_pairs(pairs: Sequence[tuple[Sequence_, Sequence_]], pad_id: int) -> dict[str, torch.Tensor]:
+def pack_pairs(pairs: Sequence[tuple[Sequence_, Sequence_]], pad_id: int | None) -> dict[str, torch.Tensor]:
     """One row per pair: [shared prompt][rest of chosen][rest of rejected], right-padded.
 
     The rejected part takes the position ids it has on its own (restarting after the prompt) and a 4D
@@ -191,20 +201,20 @@ def pack_pairs(pairs: Sequence[tuple[Sequence_, Sequence_]], pad_id: int) -> dic
     N + i), with per-sequence `counts` (2N,)."""
     n = len(pairs)
     width = max(packed_length(c, r) for c, r in pairs)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    pos = torch.zeros((n, width), dtype=torch.long)
-    segment = torch.full((n, width), 3, dtype=torch.long)  # 0 prompt, 1 chosen, 2 rejected, 3 padding
+    ids = torch.full((n, width), _pad(pad_id), dtype=torch.long, device=CPU)
+    pos = torch.zeros((n, width), dtype=torch.long, device=CPU)
+    segment = torch.full((n, width), 3, dtype=torch.long, device=CPU)  # 0 prompt, 1 chosen, 2 rejected, 3 padding
     source: list[int] = []
     target: list[int] = []
     owner: list[int] = []
-    counts = torch.zeros(2 * n, dtype=torch.long)
+    counts = torch.zeros(2 * n, dtype=torch.long, device=CPU)
     for row, (c, r) in enumerate(pairs):
         s = shared_prefix(c, r)
         lc, lr = len(c), len(r) - s
-        ids[row, :lc] = torch.tensor(c.ids)
-        ids[row, lc : lc + lr] = torch.tensor(r.ids[s:])
-        pos[row, :lc] = torch.arange(lc)
-        pos[row, lc : lc + lr] = torch.arange(s, len(r))
+        ids[row, :lc] = torch.tensor(c.ids, device=CPU)
+        ids[row, lc : lc + lr] = torch.tensor(r.ids[s:], device=CPU)
+        pos[row, :lc] = torch.arange(lc, device=CPU)
+        pos[row, lc : lc + lr] = torch.arange(s, len(r), device=CPU)
         segment[row, :s], segment[row, s:lc], segment[row, lc : lc + lr] = 0, 1, 2
         base = row * width
         for j in range(1, lc):
@@ -220,17 +230,17 @@ def pack_pairs(pairs: Sequence[tuple[Sequence_, Sequence_]], pad_id: int) -> dic
                 owner.append(n + row)
         counts[row] = sum(c.loss_mask[1:])
         counts[n + row] = sum(r.loss_mask[1:])
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    causal = torch.ones(width, width, dtype=torch.bool, device=CPU).tril()
     q, k = segment[:, :, None], segment[:, None, :]
     mask = causal & ~((q == 2) & (k == 1)) & (k != 3)
     # a padding query attends to itself only: a row with nothing to attend to would turn into NaN
-    mask |= torch.eye(width, dtype=torch.bool) & (q == 3)
+    mask |= torch.eye(width, dtype=torch.bool, device=CPU) & (q == 3)
     return {
         "input_ids": ids,
         "position_ids": pos,
         "attention_mask": mask[:, None],
-        "source": torch.tensor(source, dtype=torch.long),
-        "target": torch.tensor(target, dtype=torch.long),
-        "owner": torch.tensor(owner, dtype=torch.long),
+        "source": torch.tensor(source, dtype=torch.long, device=CPU),
+        "target": torch.tensor(target, dtype=torch.long, device=CPU),
+        "owner": torch.tensor(owner, dtype=torch.long, device=CPU),
         "counts": counts,
     }
