@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alignkit import device as dev
+from alignkit.device import dtype_name, pick_device, pick_dtype
+from alignkit.errors import AlignkitError
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.delenv(dev.ENV_VAR, raising=False)
+    monkeypatch.delenv(dev.DTYPE_ENV_VAR, raising=False)
+    return monkeypatch
+
+
+def gpus(monkeypatch: pytest.MonkeyPatch, cuda: int, mps: bool = False, bf16: bool = True) -> None:
+    """Pretend torch sees `cuda` GPUs (and MPS, and bf16 support) whatever this machine has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(dev, "_mps_available", lambda: mps)
+
+
+def test_cuda_when_available_else_mps_else_cpu(no_env: pytest.MonkeyPatch) -> None:
+    gpus(no_env, cuda=1, mps=True)
+    assert pick_device() == torch.device("cuda")
+    gpus(no_env, cuda=0, mps=True)
+    assert pick_device() == torch.device("mps")
+    gpus(no_env, cuda=0)
+    assert pick_device() == torch.device("cpu")
+    assert pick_device("auto") == torch.device("cpu")
+
+
+def test_the_request_beats_the_variable_which_beats_the_default(no_env: pytest.MonkeyPatch) -> None:
+    gpus(no_env, cuda=2)
+    no_env.setenv(dev.ENV_VAR, "cpu")
+    assert pick_device() == torch.device("cpu")
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    no_env.setenv(dev.ENV_VAR, "auto")
+    assert pick_device() == torch.device("cuda")
+
+
+def test_an_unavailable_or_unknown_device_is_a_one_line_error(no_env: pytest.MonkeyPatch) -> None:
+    gpus(no_env, cuda=0)
+    with pytest.raises(AlignkitError, match=r"cuda requested but torch\.cuda\.is_available\(\) is False"):
+        pick_device("cuda")
+    no_env.setenv(dev.ENV_VAR, "cuda")
+    with pytest.raises(AlignkitError, match=f"^{dev.ENV_VAR}: cuda requested"):
+        pick_device()
+    with pytest.raises(AlignkitError, match="mps requested"):
+        pick_device("mps")
+    with pytest.raises(AlignkitError, match="unknown device 'gpu'"):
+        pick_device("gpu")
+    with pytest.raises(AlignkitError, match="unsupported device 'meta'"):
+        pick_device("meta")
+    gpus(no_env, cuda=1)
+    with pytest.raises(AlignkitError, match="cuda:3 requested but torch sees 1 GPU"):
+        pick_device("cuda:3")
+
+
+def test_bf16_on_gpus_that_support_it_else_fp32(no_env: pytest.MonkeyPatch) -> None:
+    gpus(no_env, cuda=1, bf16=True)
+    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
+    assert pick_dtype(torch.device("cpu")) == torch.float32
+    assert pick_dtype(torch.device("mps")) == torch.float32
+    gpus(no_env, cuda=1, bf16=False)
+    assert pick_dtype(torch.device("cuda")) == torch.float32
+
+
+def test_a_requested_dtype_wins_and_names_print_plainly(no_env: pytest.MonkeyPatch) -> None:
+    gpus(no_env, cuda=1)
+    assert pick_dtype(torch.device("cuda"), "fp32") == torch.float32
+    assert pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    assert pick_dtype(torch.device("cpu"), torch.float16) == torch.float16
+    no_env.setenv(dev.DTYPE_ENV_VAR, "fp32")
+    assert pick_dtype(torch.device("cuda")) == torch.float32
+    assert pick_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
+    with pytest.raises(AlignkitError, match="unknown dtype 'int8'"):
+        pick_dtype(torch.device("cpu"), "int8")
+    assert dtype_name(torch.bfloat16) == "bfloat16"
+
+
+def test_batches_pad_without_a_pad_token_and_stay_on_the_cpu() -> None:
+    """The CUDA machine's TypeError at batches.py: its transformers (5.17) loads SmolLM2's GGUF tokenizer
+    with `pad_token_id` None, and `collate(seqs, None)` called `torch.full` with a None fill. Padding
+    is masked, so its id cannot change a result; batches are built on the CPU whatever the default
+    device is, and the trainer moves them."""
+    from alignkit.train.batches import Sequence_, collate, pack_pairs
+
+    seqs = [Sequence_([5, 6, 7], [0, 1, 1]), Sequence_([5, 8], [0, 1])]
+    with_pad, without = collate(seqs, 2), collate(seqs, None)
+    assert without["input_ids"].tolist() == [[5, 6, 7], [5, 8, 0]]
+    assert with_pad["input_ids"][0].tolist() == [5, 6, 7] and with_pad["input_ids"][1, 2] == 2
+    assert torch.equal(with_pad["attention_mask"], without["attention_mask"])
+    assert torch.equal(with_pad["loss_mask"], without["loss_mask"])
+    torch.set_default_device("meta")
+    try:
+        packed = pack_pairs([(seqs[0], seqs[1])], None)
+        collated = collate(seqs, None)
+    finally:
+        torch.set_default_device(None)
+    assert {t.device.type for t in [*packed.values(), *collated.values()]} == {"cpu"}
+    assert packed["input_ids"].tolist() == [[5, 6, 7, 8]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 1]]
