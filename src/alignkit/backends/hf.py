@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from alignkit.backends.base import OnResult, Scored
+from alignkit.device import dtype_name, pick_device, pick_dtype
+from alignkit.errors import AlignkitError
 from alignkit.models import load_model_and_tokenizer
 from alignkit.types import Completion, Conversation, FinishReason, GenerationParams
 
@@ -27,11 +29,27 @@ def render_chat(
     return "\n".join(lines) + ("\nassistant:" if add_generation_prompt else "")
 
 
+GenerationMode = Literal["auto", "plain", "static", "compiled"]
+"""plain: transformers' dynamic KV cache; static: a preallocated KV cache; compiled: static cache with the
+decoding step compiled by `torch.compile` (CUDA graphs on a GPU); auto: compiled on CUDA, plain elsewhere."""
+
+GPU_BATCH_SIZE = 256
+CPU_BATCH_SIZE = 32
+WIDTH_BUCKET = 64
+"""Static-cache prompts are left-padded to a multiple of this, so that a compiled decoding step sees few
+distinct cache shapes and compiles (and captures CUDA graphs) a few times rather than once a batch."""
+
+
 class HFBackend:
     """Generation and scoring with a transformers causal LM.
 
     Prompts are sorted by length and cut into batches of `batch_size`, so that little compute goes on
     padding; padding is on the left so that every row's new tokens start at the same position.
+
+    Where it runs follows `alignkit.device`: `device` and `dtype` when given, else `$ALIGNKIT_DEVICE` /
+    `$ALIGNKIT_DTYPE`, else CUDA in bf16 when available, else the CPU in fp32. A model object passed in
+    stays where it is unless `device` is given. `device_name`, `dtype_name` and `generation_mode` say
+    where and how it generates, for the posture card and `alignkit models info`.
     """
 
     def __init__(
@@ -39,20 +57,34 @@ class HFBackend:
         model: str | PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase | None = None,
         *,
-        batch_size: int = 32,
-        device: str | None = None,
-        dtype: Any = None,
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        generation: GenerationMode = "auto",
+        compile_backend: str = "inductor",
         name: str | None = None,
     ) -> None:
         if isinstance(model, str):
-            self.model, self.tokenizer = load_model_and_tokenizer(model, dtype=dtype, device=device)
+            target = pick_device(device)
+            self.model, self.tokenizer = load_model_and_tokenizer(
+                model, dtype=pick_dtype(target, dtype), device=str(target)
+            )
             self.name = name or model
         else:
             if tokenizer is None:
                 raise ValueError("a model object needs its tokenizer")
             self.model, self.tokenizer = model, tokenizer
+            if device is not None or dtype is not None:
+                target = pick_device(device) if device is not None else self.device
+                moved: Any = self.model
+                self.model = moved.to(device=target, dtype=pick_dtype(target, dtype) if dtype is not None else None)
             self.name = name or str(getattr(model.config, "name_or_path", "model"))
-        self.batch_size = batch_size
+        on_gpu = self.device.type == "cuda"
+        self.batch_size = batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
+        if generation not in ("auto", "plain", "static", "compiled"):
+            raise AlignkitError(f"generation: unknown mode '{generation}' (use auto, plain, static or compiled)")
+        self.generation_mode: str = ("compiled" if on_gpu else "plain") if generation == "auto" else generation
+        self.compile_backend = compile_backend
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
@@ -63,6 +95,16 @@ class HFBackend:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def device_name(self) -> str:
+        """Where the weights are: "cpu", "cuda:0", ..."""
+        return str(self.device)
+
+    @property
+    def dtype_name(self) -> str:
+        """The weights' dtype: "float32", "bfloat16", ..."""
+        return dtype_name(next(self.model.parameters()).dtype)
 
     def encode(self, conversation: Conversation) -> list[int]:
         text = render_chat(self.tokenizer, conversation)
@@ -79,26 +121,16 @@ class HFBackend:
         params: GenerationParams,
         on_result: OnResult | None = None,
     ) -> list[Completion]:
-        from transformers import GenerationConfig
-
         encoded = [self.encode(c) for c in conversations]
-        config = GenerationConfig(  # type: ignore[no-untyped-call]
-            max_new_tokens=params.max_new_tokens,
-            do_sample=not params.greedy,
-            temperature=params.temperature if not params.greedy else None,
-            top_p=params.top_p if not params.greedy else None,
-            top_k=0,  # 0 disables top-k; None would mean transformers' default of 50
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_ids,
-            stop_strings=params.stop or None,
-            return_dict_in_generate=True,
-            output_logits=params.logprobs,
-        )
+        config = self._generation_config(params)
+        static = self.generation_mode != "plain"
         results: list[Completion | None] = [None] * len(conversations)
         for b, idx in enumerate(self._batches([len(e) for e in encoded])):
             if params.seed is not None:
                 torch.manual_seed(params.seed + b)
             width = max(len(encoded[i]) for i in idx)
+            if static:
+                width = -(-width // WIDTH_BUCKET) * WIDTH_BUCKET
             # (B, T) left-padded ids and mask
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -116,7 +148,8 @@ class HFBackend:
             logps = None
             if params.logprobs:
                 logits = torch.stack(out.logits, dim=1).float()  # (B, N, V)
-                logps = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1).cpu()
+                logps = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device).unsqueeze(-1))
+                logps = logps.squeeze(-1).cpu()
             for row, i in enumerate(idx):
                 completion = self._finish(new[row].tolist(), params, None if logps is None else logps[row])
                 completion.prompt_tokens = len(encoded[i])
@@ -124,6 +157,32 @@ class HFBackend:
                 if on_result is not None:
                     on_result(i, completion)
         return [r for r in results if r is not None]
+
+    def _generation_config(self, params: GenerationParams) -> Any:
+        from transformers import CompileConfig, GenerationConfig
+
+        static: dict[str, Any] = {}
+        if self.generation_mode == "static":
+            static = {"cache_implementation": "static", "disable_compile": True}
+        elif self.generation_mode == "compiled":
+            compile_config = CompileConfig(backend=self.compile_backend)  # type: ignore[no-untyped-call]
+            if self.device.type == "cpu":
+                # transformers compiles on accelerators only unless told to; on the CPU it is for tests
+                compile_config._compile_all_devices = True  # type: ignore[assignment]
+            static = {"cache_implementation": "static", "compile_config": compile_config}
+        return GenerationConfig(  # type: ignore[no-untyped-call]
+            max_new_tokens=params.max_new_tokens,
+            do_sample=not params.greedy,
+            temperature=params.temperature if not params.greedy else None,
+            top_p=params.top_p if not params.greedy else None,
+            top_k=0,  # 0 disables top-k; None would mean transformers' default of 50
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+            stop_strings=params.stop or None,
+            return_dict_in_generate=True,
+            output_logits=params.logprobs,
+            **static,
+        )
 
     def _finish(self, tokens: list[int], params: GenerationParams, logps: torch.Tensor | None) -> Completion:
         """Cut a row at its first end-of-turn token or stop string and say why it ended."""

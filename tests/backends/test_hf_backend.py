@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from alignkit.backends.base import ScoringBackend
-from alignkit.backends.hf import HFBackend, render_chat
+from alignkit.backends.hf import CPU_BATCH_SIZE, GPU_BATCH_SIZE, HFBackend, render_chat
+from alignkit.errors import AlignkitError
 from alignkit.types import GenerationParams, user, with_system
 
 PROMPTS = [
@@ -59,12 +60,12 @@ def test_generation_logprobs_match_a_plain_forward_pass(tiny_backend: HFBackend)
     assert c.token_logprobs is not None and len(c.token_logprobs) == c.completion_tokens
     prompt_ids = tiny_backend.encode(conv)
     gen = tiny_backend.model.generate(
-        input_ids=torch.tensor([prompt_ids]),
+        input_ids=torch.tensor([prompt_ids], device=tiny_backend.device),
         max_new_tokens=6,
         do_sample=False,
         pad_token_id=tiny_backend.pad_id,
     )[0, len(prompt_ids) :].tolist()[: c.completion_tokens]
-    logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + gen])).logits[0]
+    logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + gen], device=tiny_backend.device)).logits[0]
     logps = torch.log_softmax(logits.float(), -1)
     expected = [logps[len(prompt_ids) - 1 + k, t].item() for k, t in enumerate(gen)]
     assert c.token_logprobs == pytest.approx(expected, abs=1e-4)
@@ -82,7 +83,8 @@ def test_score_matches_hand_computation_and_is_batch_invariant(tiny_backend: HFB
         prompt_ids = tiny_backend.encode(conv)
         reply_ids = tiny_backend.tokenizer(reply, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
-            logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + reply_ids])).logits[0]
+            logits = tiny_backend.model(input_ids=torch.tensor([prompt_ids + reply_ids], device=tiny_backend.device))
+            logits = logits.logits[0]
         logps = torch.log_softmax(logits.float(), -1)
         expected = sum(logps[len(prompt_ids) - 1 + k, t].item() for k, t in enumerate(reply_ids))
         assert s.num_tokens == len(reply_ids)
@@ -126,3 +128,47 @@ def test_system_prompt_reaches_the_template(tiny_backend: HFBackend) -> None:
 def test_model_object_needs_a_tokenizer(tiny_backend: HFBackend) -> None:
     with pytest.raises(ValueError, match="tokenizer"):
         HFBackend(tiny_backend.model)
+
+
+@pytest.mark.parametrize("mode", ["static", "compiled"])
+def test_static_cache_and_compiled_paths_equal_the_plain_path(tiny_backend: HFBackend, mode: str) -> None:
+    """Greedy replies and their log-probs are those of transformers' dynamic cache, with prompts padded
+    to the static path's width bucket. The compiled path runs torch.compile with the "eager" backend,
+    which traces and runs the same graph that inductor would compile, in a fraction of the time."""
+    plain = HFBackend(tiny_backend.model, tiny_backend.tokenizer, batch_size=4, generation="plain")
+    other = HFBackend(tiny_backend.model, tiny_backend.tokenizer, batch_size=4, generation=mode,  # type: ignore[arg-type]
+                      compile_backend="eager")  # fmt: skip
+    assert other.generation_mode == mode
+    params = GenerationParams(max_new_tokens=10, logprobs=True)
+    want, got = plain.generate(convs(), params), other.generate(convs(), params)
+    assert [c.text for c in got] == [c.text for c in want]
+    assert [c.finish_reason for c in got] == [c.finish_reason for c in want]
+    for a, b in zip(got, want, strict=True):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-3)
+    sample = GenerationParams(max_new_tokens=6, temperature=1.0, seed=3)
+    assert [c.text for c in other.generate(convs(), sample)] == [c.text for c in other.generate(convs(), sample)]
+
+
+def test_reports_where_it_runs_and_sizes_batches_for_it(tiny_backend: HFBackend) -> None:
+    assert tiny_backend.device_name == str(tiny_backend.device)
+    assert tiny_backend.dtype_name in ("float32", "bfloat16")
+    on_gpu = tiny_backend.device.type == "cuda"
+    fresh = HFBackend(tiny_backend.model, tiny_backend.tokenizer)
+    assert fresh.batch_size == (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
+    assert fresh.generation_mode == ("compiled" if on_gpu else "plain")
+    with pytest.raises(AlignkitError, match="unknown mode 'fast'"):
+        HFBackend(tiny_backend.model, tiny_backend.tokenizer, generation="fast")  # type: ignore[arg-type]
+
+
+def test_a_path_loads_on_the_picked_device_in_the_picked_dtype(
+    tiny_model_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALIGNKIT_DEVICE", "cpu")
+    monkeypatch.setenv("ALIGNKIT_DTYPE", "bf16")
+    b = HFBackend(str(tiny_model_path), batch_size=2)
+    assert (b.device_name, b.dtype_name, b.generation_mode) == ("cpu", "bfloat16", "plain")
+    assert b.generate(convs()[:1], GenerationParams(max_new_tokens=3))[0].completion_tokens > 0
+    monkeypatch.setenv("ALIGNKIT_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(AlignkitError, match="cuda requested"):
+        HFBackend(str(tiny_model_path))

@@ -14,7 +14,7 @@ from alignkit.errors import BackendError
 from alignkit.serve import create_app
 from alignkit.types import GenerationParams, user
 
-from .servers import free_port, running
+from ..servers import free_port, running
 
 PROMPTS = ["Hi", "List three fruits.", "Write one line about the sea.", "What is 2+2?", "Say yes."]
 
