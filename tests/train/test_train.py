@@ -280,7 +280,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     subprocess.run([sys.executable, "-m", "alignkit", "train", "sft", "batch_size=4", *common, "--out", str(one)],
                    check=True, capture_output=True, env=env)  # fmt: skip
     two = tmp_path / "two"
-    from .servers import free_port
+    from ..servers import free_port
 
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     done = subprocess.run([*launch, "-m", "alignkit", "train", "sft", "batch_size=2", *common, "--out", str(two)],
