@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from alignkit.backends.base import OnResult, Scored
 from alignkit.errors import BackendError
 from alignkit.models import resolve
 from alignkit.types import Completion, Conversation, FinishReason, GenerationParams
 
+if TYPE_CHECKING:
+    import torch
+
+INSTALL_HINT = "pip install 'alignkit[vllm]'"
+
 
 def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError:
-        raise BackendError("the vllm backend needs vLLM on a GPU machine: pip install 'alignkit[vllm]'") from None
+        raise BackendError(f"the vllm backend needs vLLM on a GPU machine: {INSTALL_HINT}") from None
     return vllm
 
 
 class VLLMBackend:
     """Generation through `vllm.LLM.chat` (continuous batching, the chat template of the model) and
-    scoring through prompt log-probabilities."""
+    scoring through prompt log-probabilities. `load_weights` takes a trainer's new weights for online
+    RL, as OpenRLHF and TRL sample with vLLM between policy updates."""
+
+    generation_mode = "vllm"
+    device_name = "cuda"
 
     def __init__(
         self,
@@ -44,6 +53,8 @@ class VLLMBackend:
             dtype=dtype,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.dtype_name: str = str(getattr(model_config, "dtype", dtype)).removeprefix("torch.")
 
     def _sampling(self, params: GenerationParams) -> Any:
         return self._vllm.SamplingParams(
@@ -86,11 +97,13 @@ class VLLMBackend:
     ) -> list[Scored]:
         prompts, starts = [], []
         for conv, text in zip(conversations, completions, strict=True):
-            head = self.tokenizer.apply_chat_template(list(conv), tokenize=True, add_generation_prompt=True)
-            reply = self.tokenizer.encode(text, add_special_tokens=False)
+            # rendered to text, then tokenised: with tokenize=True transformers 5 returns a dict, not ids
+            rendered = self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True)
+            head = list(self.tokenizer(str(rendered), add_special_tokens=False)["input_ids"])
+            reply = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             if include_eos:
                 reply.append(self.tokenizer.eos_token_id)
-            prompts.append({"prompt_token_ids": list(head) + reply})
+            prompts.append({"prompt_token_ids": head + reply})
             starts.append(len(head))
         sp = self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
         outputs = self.llm.generate(prompts, sp, use_tqdm=False)
@@ -100,3 +113,16 @@ class VLLMBackend:
             values = [float(out.prompt_logprobs[t][ids[t]].logprob) for t in range(start, len(ids))]
             scored.append(Scored(logprob=sum(values), token_logprobs=values))
         return scored
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights with a trainer's (names as in the Hugging Face `state_dict()` of
+        the unwrapped causal LM; merge LoRA adapters first). The tensors go through host memory to each
+        worker, which suits one colocated GPU; the prefix cache is dropped, as it holds the old
+        policy's keys and values."""
+        items = [(name, t.detach().to("cpu")) for name, t in weights]
+
+        def load(worker: Any) -> None:
+            worker.model_runner.model.load_weights(items)
+
+        self.llm.collective_rpc(load)
+        self.llm.reset_prefix_cache()
