@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from alignkit.errors import AlignkitError
-from alignkit.pipeline import STAGES, headline_rates, make_preset
+from alignkit.pipeline import headline_rates, run_stages
+from alignkit.presets import make_preset
 
 from .test_report import CHROMIUM, PROBE, chromium
 
@@ -46,7 +47,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_smoke_run_walks_every_stage_and_resumes_without_redoing(smoke_run: Path) -> None:
     stages = json.loads((smoke_run / "stages.json").read_text())
-    assert list(stages) == list(STAGES)
+    assert list(stages) == run_stages(make_preset("smoke"))
     card = json.loads((smoke_run / "posture_card.json").read_text())
     assert set(card["headline"]) == {"before", "after", "guarded"}
     assert card["model"]["sha256"] and card["aligned_model"]["sha256"] and card["constitution"]["sha256"]
@@ -99,12 +100,37 @@ def test_headline_rates_count_lookalikes_and_ordinary_apart() -> None:
 
 
 def test_presets_take_overrides_and_refuse_unknown_keys() -> None:
-    p = make_preset("cpu-demo", "some/model", ["curate_harmful=8", "methods=[sft]"])
-    assert (p.model, p.curate_harmful, p.methods) == ("some/model", 8, ["sft"])
-    with pytest.raises(AlignkitError, match="expected key=value"):
-        make_preset("cpu-demo", None, ["no_such=1"])
+    p = make_preset("cpu-demo", "some/model", ["curate_harmful=8", "methods=[sft]", "train.sft.learning_rate=1e-4"])
+    assert (p.model, p.curate_harmful, p.methods, p.train["sft"].learning_rate) == ("some/model", 8, ("sft",), 1e-4)
+    assert p.train["sft"].epochs == 2, "an override keeps the preset's other settings of that method"
     with pytest.raises(AlignkitError, match="unknown preset"):
         make_preset("laptop")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("no_such=1", r"unknown setting 'no_such'; known: .*curate_harmful"),
+        ("curate.max_new_token=3", r"curate: unknown setting 'max_new_token'; known: .*max_new_tokens"),
+        ("train.dpo.betaa=2", r"train.dpo: unknown setting 'betaa'; known: .*beta"),
+        ("train.dop.beta=2", r"unknown method 'dop'; known: sft, dpo"),
+        ("methods=[sft,foo]", r"methods: unknown method 'foo'"),
+        ("train.dpo.beta=-1", r"train.dpo: beta: Input should be greater than 0"),
+        ("batch_size=many", r"batch_size: Input should be a valid integer"),
+        ("judge", r"not key=value"),
+    ],
+)
+def test_a_bad_preset_setting_fails_at_once_with_its_path(setting: str, message: str) -> None:
+    """Checked when the preset is made, before anything runs: one line naming the setting, no traceback."""
+    with pytest.raises(AlignkitError, match=message):
+        make_preset("cpu-demo", None, [setting])
+
+
+def test_stages_follow_the_methods_in_order() -> None:
+    p = make_preset("smoke", None, ["methods=[sft,orpo,dpo,dpo]", "guard=false"])
+    assert run_stages(p) == ["baseline", "redteam", "curate", "sft", "orpo", "dpo", "dpo-2", "after", "report"]
+    assert p.train["orpo"].method == "orpo" and p.train["orpo"].max_steps == 2
+    assert make_preset("smoke", None, ["methods=[grpo]"]).train["grpo"].method == "grpo"
 
 
 STOP = set(
@@ -142,3 +168,25 @@ def test_train_prompts_spread_anchors_over_their_kinds(tmp_path: Path) -> None:
     anchors = [p for p in prompts if p.id.startswith("a-")]
     assert len(prompts) == 16 and len(anchors) == 12
     assert len({p.extra["kind"] for p in anchors}) == 12  # one of each kind
+
+
+def test_a_smoke_run_trains_any_chain_of_methods_and_exports_the_last(tmp_path: Path) -> None:
+    """`methods=[sft,orpo]`: both stages train, orpo from sft's model, and `model/` is orpo's."""
+    out = tmp_path / "run"
+    done = subprocess.run([*RUN, "--out", str(out), "methods=[sft,orpo]", "guard=false"], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert list(stages) == ["baseline", "redteam", "curate", "sft", "orpo", "after", "report"]
+    assert stages["orpo"]["model_dir"].startswith(str(out / "orpo"))
+    import yaml
+    from safetensors.torch import load_file
+
+    assert yaml.safe_load((out / "orpo" / "config.yaml").read_text())["model"] == stages["sft"]["model_dir"]
+    assert json.loads((out / "preset.json").read_text())["train"]["orpo"]["method"] == "orpo"
+
+    exported = load_file(str(next((out / "model").glob("*.safetensors"))))
+    orpo_model = load_file(str(next(Path(stages["orpo"]["model_dir"]).glob("*.safetensors"))))
+    assert exported.keys() == orpo_model.keys() and all((exported[k] == orpo_model[k]).all() for k in exported)
+    card = json.loads((out / "posture_card.json").read_text())
+    assert set(card["adapters"]) == {"sft", "orpo"} and all(card["adapters"].values())

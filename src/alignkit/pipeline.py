@@ -17,127 +17,24 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alignkit.curate import CurateConfig
 from alignkit.errors import AlignkitError
+from alignkit.layout import POSTURES, RunLayout, stage_names
 from alignkit.metrics import Rate
+from alignkit.presets import Preset
 
 Progress = Callable[[str, int, int], None]
 ANCHORS = Path(__file__).parent / "resources" / "anchors" / "everyday.jsonl"
-STAGES = ("baseline", "redteam", "curate", "sft", "dpo", "after", "guard", "report")
 
 
-@dataclass
-class Preset:
-    """Everything a run does, as data; `alignkit run --preset NAME [key=value ...]` picks and adjusts one."""
-
-    name: str
-    model: str
-    """The model to align (registry name, HF folder, GGUF file or hub id)."""
-    judge: str = "embedding"
-    """Judge of every reply (posture, red-team, curation repair)."""
-    profile: str = "general"
-    """Workload profile whose ceilings the verdict and the guard use."""
-    batch_size: int = 32
-    """Prompts per generation batch."""
-    posture_max_new_tokens: int = 96
-    """Reply length when measuring posture."""
-    posture_limit: int | None = None
-    """Measure only the first N prompts of each label (smoke runs)."""
-    redteam_attacks: str = "direct,jailbreak_templates"
-    """Attack families and names of the campaigns."""
-    redteam_per_category: int = 2
-    """Seeds per hazard category in each campaign."""
-    redteam_max_new_tokens: int = 64
-    """Reply length in campaigns."""
-    curate_harmful: int | None = 64
-    """Harmful train-split prompts curated (None: all), spread over categories."""
-    curate_benign: int | None = 64
-    """Benign train-split prompts curated (look-alikes and ordinary requests)."""
-    anchors: int | None = 0
-    """Everyday requests from the bundled anchor set (`resources/anchors/everyday.jsonl`, 240) curated as
-    benign too (None: all): their own answers join the data so that alignment keeps the model helpful."""
-    curate: dict[str, Any] = field(default_factory=dict)
-    """CurateConfig settings."""
-    methods: tuple[str, ...] = ("sft", "dpo")
-    """Training stages in order; each starts from the previous one's merged model."""
-    train: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """TrainConfig settings per method."""
-    guard: bool = True
-    """Derive a guard for the categories that still fail the profile and measure posture through it."""
-
-
-PRESETS: dict[str, Preset] = {
-    "smoke": Preset(
-        name="smoke",
-        model="tiny-random-llama",
-        judge="patterns",
-        batch_size=16,
-        posture_max_new_tokens=12,
-        posture_limit=8,
-        redteam_per_category=1,
-        redteam_max_new_tokens=12,
-        curate_harmful=8,
-        curate_benign=8,
-        anchors=4,
-        curate={"max_new_tokens": 12, "helpful_samples": 1, "critique_benign": False},
-        train={
-            "sft": {"max_steps": 2, "batch_size": 4, "max_length": 128, "learning_rate": 1e-3, "eval_fraction": 0.0},
-            "dpo": {"max_steps": 2, "batch_size": 4, "max_length": 128, "learning_rate": 1e-3, "eval_fraction": 0.0},
-        },
-    ),
-    "cpu-demo": Preset(
-        name="cpu-demo",
-        model="smollm2-135m-instruct",
-        anchors=120,
-        curate={"max_new_tokens": 96, "critique_benign": False},
-        # measured on SmolLM2 (README): SFT alone refuses half the benign test prompts; DPO at 5e-4 on
-        # the contrast pairs gives most of that back, and some harmful compliance with it
-        train={
-            "sft": {"epochs": 2, "batch_size": 8, "max_length": 256, "learning_rate": 2e-4, "lora_r": 16},
-            "dpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 5e-4, "beta": 0.1},
-        },
-    ),
-    "gpu": Preset(
-        name="gpu",
-        model="smollm2-135m-instruct",
-        batch_size=64,
-        posture_max_new_tokens=160,
-        redteam_attacks="all",
-        redteam_per_category=4,
-        redteam_max_new_tokens=96,
-        curate_harmful=None,
-        curate_benign=None,
-        anchors=None,
-        curate={"max_new_tokens": 160, "rounds": 2},
-        train={
-            "sft": {"epochs": 3, "batch_size": 16, "max_length": 512, "learning_rate": 2e-4},
-            "dpo": {"epochs": 2, "batch_size": 8, "max_length": 512, "learning_rate": 5e-6},
-        },
-    ),
-}
-
-
-def make_preset(name: str, model: str | None = None, overrides: list[str] | None = None) -> Preset:
-    """A preset by name, with the model and `key=value` settings (YAML values) applied."""
-    import yaml
-
-    if name not in PRESETS:
-        raise AlignkitError(f"unknown preset '{name}'; known: {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    changes: dict[str, Any] = {"model": model} if model else {}
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in Preset.__dataclass_fields__ or key == "name":
-            raise AlignkitError(f"setting '{item}': expected key=value with key one of {', '.join(_KEYS)}")
-        changes[key] = yaml.safe_load(raw)
-    return replace(preset, **changes)
-
-
-_KEYS = [k for k in Preset.__dataclass_fields__ if k != "name"]
+def run_stages(preset: Preset) -> list[str]:
+    """The stages a preset runs, in order: measure, red-team, curate, one per training method, measure
+    again, guard (if on), report."""
+    return ["baseline", "redteam", "curate", *stage_names(preset.methods), "after",
+            *(["guard"] if preset.guard else []), "report"]  # fmt: skip
 
 
 # ---- stage bookkeeping ------------------------------------------------------------------------
@@ -146,8 +43,8 @@ _KEYS = [k for k in Preset.__dataclass_fields__ if k != "name"]
 class Stages:
     """`stages.json`: which stages finished, when, in how long, and what they produced."""
 
-    def __init__(self, out: Path) -> None:
-        self.path = out / "stages.json"
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.done: dict[str, dict[str, Any]] = (
             json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
         )
@@ -208,21 +105,22 @@ class Run:
         self.constitution_spec = constitution
         self.constitution = load_constitution(constitution)
         self.profile = load_profile(preset.profile)
-        self.out = Path(out_dir)
+        self.layout = RunLayout(Path(out_dir))
+        self.out = self.layout.root
         self.out.mkdir(parents=True, exist_ok=True)
         self.progress = progress
-        self.stages = Stages(self.out)
+        self.stages = Stages(self.layout.stages)
         self._judge: Any = None
         self._check_preset()
 
     def _check_preset(self) -> None:
         """A resumed run must be the same run: stages done under other settings would not add up."""
-        path = self.out / "preset.json"
-        body = json.loads(json.dumps({**asdict(self.p), "constitution": self.constitution_spec}))
+        path = self.layout.preset
+        body = {**self.p.resolved(), "constitution": self.constitution_spec}
         if path.exists():
             before = json.loads(path.read_text(encoding="utf-8"))
             if before != body:
-                changed = sorted(k for k in body if before.get(k) != body[k])
+                changed = sorted(k for k in body.keys() | before.keys() if before.get(k) != body.get(k))
                 raise AlignkitError(
                     f"{self.out} holds a run with other settings ({', '.join(changed)}); use a new --out"
                 )
@@ -238,78 +136,78 @@ class Run:
         return self._judge
 
     def backend(self, model: str, name: str) -> Any:
-        from alignkit.backends.hf import HFBackend
+        from alignkit.jobs.backend import BackendSpec
 
-        return HFBackend(model, batch_size=self.p.batch_size, name=name)
+        return BackendSpec(batch_size=self.p.batch_size).build(model, name)
 
     @property
     def aligned_model(self) -> Path:
-        return self.out / "model"
+        return self.layout.model
 
     def run(self) -> RunResult:
+        methods = dict(zip(stage_names(self.p.methods), self.p.methods, strict=True))
         steps: dict[str, Callable[[], dict[str, Any]]] = {
             "baseline": self.baseline,
             "redteam": self.redteam_before,
             "curate": self.curate,
-            "sft": lambda: self.train("sft"),
-            "dpo": lambda: self.train("dpo"),
             "after": self.after,
             "guard": self.guard,
             "report": self.report,
         }
-        for stage in STAGES:
+        for stage in run_stages(self.p):
             if stage in self.stages.done:
                 continue
-            if stage in ("sft", "dpo") and stage not in self.p.methods:
-                continue
-            if stage == "guard" and not self.p.guard:
-                continue
             started = time.monotonic()
-            summary = steps[stage]()
+            summary = self.train(stage, methods[stage]) if stage in methods else steps[stage]()
             self.stages.finish(stage, time.monotonic() - started, summary)
         return RunResult(self.out, self.stages.done, self._headlines())
 
     # ---- measuring ----------------------------------------------------------------------------
 
-    def _posture(self, backend: Any, folder: str) -> dict[str, Any]:
+    def _posture(self, backend: Any, which: str) -> dict[str, Any]:
         from alignkit.data import read_records
         from alignkit.posture import PostureConfig, judge_calibration, replies_path, run_posture, write_posture
 
         cfg = PostureConfig(split="test", max_new_tokens=self.p.posture_max_new_tokens, limit=self.p.posture_limit)
-        out = self.out / folder
-        result = run_posture(backend, self.judge, self.profile, cfg, out, self._stage_progress(folder))
+        out = self.layout.posture(which)
+        result = run_posture(backend, self.judge, self.profile, cfg, out, self._stage_progress(out.name))
         write_posture(result, out, judge_calibration(self.judge))
         replies = [rec for _, rec in read_records(replies_path(out, backend.name))]
         rates = headline_rates(replies)
         (out / "headline.json").write_text(json.dumps(rates, indent=1) + "\n", encoding="utf-8")
         return {"model": backend.name, "profile_passed": result.verdict.passed, **_short(rates)}
 
-    def _campaign(self, backend: Any, split: str, folder: str) -> dict[str, Any]:
-        from alignkit.redteam import build_attacks
-        from alignkit.redteam.campaign import CampaignConfig, load_seeds, redteam
+    def _campaign(self, backend: Any, split: str, out: Path) -> dict[str, Any]:
+        from alignkit.jobs.redteam import RedteamSpec, run_redteam
+        from alignkit.redteam.campaign import CampaignConfig
 
-        seeds = load_seeds("default", split=split, per_category=self.p.redteam_per_category)
-        cfg = CampaignConfig(attacks=self.p.redteam_attacks, max_new_tokens=self.p.redteam_max_new_tokens)
-        attacks = build_attacks(self.p.redteam_attacks, None)
-        _, body = redteam(backend, self.judge, seeds, attacks, cfg, self.out / folder, self._stage_progress(folder),
-                          self.constitution)  # fmt: skip
+        spec = RedteamSpec(
+            model=backend.name,
+            out=out,
+            judge=self.p.judge,
+            split=split,
+            per_category=self.p.redteam_per_category,
+            campaign=CampaignConfig(attacks=self.p.redteam_attacks, max_new_tokens=self.p.redteam_max_new_tokens),
+            constitution=self.constitution_spec,
+        )
+        _, body = run_redteam(spec, self._stage_progress(out.name), target=backend, judge=self.judge)
         table = body["attack_success_rate"]
         overall = {a: round(cells["all"]["rate"], 4) for a, cells in table.items() if "all" in cells}
-        return {"folder": folder, "findings": body["findings"]["pairs"], "attack_success": overall}
+        return {"folder": out.name, "findings": body["findings"]["pairs"], "attack_success": overall}
 
     def baseline(self) -> dict[str, Any]:
-        return self._posture(self.backend(self.p.model, self.p.model), "baseline")
+        return self._posture(self.backend(self.p.model, self.p.model), "before")
 
     def redteam_before(self) -> dict[str, Any]:
         target = self.backend(self.p.model, self.p.model)
-        train = self._campaign(target, "train", "redteam-train")
-        test = self._campaign(target, "test", "redteam-before")
+        train = self._campaign(target, "train", self.layout.redteam_train)
+        test = self._campaign(target, "test", self.layout.redteam_before)
         return {"train": train, "test": test}
 
     def after(self) -> dict[str, Any]:
         target = self.backend(str(self.aligned_model), "aligned")
         posture = self._posture(target, "after")
-        campaign = self._campaign(target, "test", "redteam-after")
+        campaign = self._campaign(target, "test", self.layout.redteam_after)
         return {"posture": posture, "redteam": campaign}
 
     # ---- curation ------------------------------------------------------------------------------
@@ -324,25 +222,17 @@ class Run:
         return harmful + benign + anchors
 
     def curate(self) -> dict[str, Any]:
-        from alignkit.constitution import constitution_hash
-        from alignkit.curate import curate
         from alignkit.data import read_records, write_records
+        from alignkit.jobs.curate import CurateSpec, run_curate
 
-        cfg = CurateConfig(**self.p.curate)
+        spec = CurateSpec(model=self.p.model, out=self.layout.curate, judge=self.p.judge,
+                          prompts=self._train_prompts(), prompts_source="default",
+                          constitution=self.constitution_spec, config=self.p.curate)  # fmt: skip
         policy = self.backend(self.p.model, self.p.model)
-        result = curate(
-            self._train_prompts(),
-            policy=policy,
-            judge=self.judge,
-            constitution=self.constitution,
-            out_dir=self.out / "curate",
-            config=cfg,
-            progress=self._stage_progress("curate"),
-            provenance={"constitution_sha256": constitution_hash(self.constitution_spec), "prompts_source": "default"},
-        )
+        result = run_curate(spec, self._stage_progress("curate"), policy=policy, judge=self.judge)
         sft = [rec for _, rec in read_records(result.sft_path)]
         prefs = [rec for _, rec in read_records(result.preferences_path)]
-        findings = self.out / "redteam-train" / "findings"
+        findings = self.layout.redteam_train / "findings"
         added = 0
         if (findings / "preferences.jsonl").exists():
             pairs = [rec for _, rec in read_records(findings / "preferences.jsonl")]
@@ -352,9 +242,8 @@ class Run:
                 prefs.append({**pair, "provenance": prov})
                 sft.append({"messages": [*pair["prompt"], *pair["chosen"]], "provenance": prov})
                 added += 1
-        data = self.out / "data"
-        write_records(data / "sft.jsonl", sft)
-        write_records(data / "preferences.jsonl", prefs)
+        write_records(self.layout.sft_data, sft)
+        write_records(self.layout.preferences, prefs)
         s = result.summary
         return {"prompts": s["prompts"], "sft_records": len(sft), "preference_pairs": len(prefs),
                 "from_model": s["from_model"], "repaired": s["repaired"], "dropped": s["dropped"],
@@ -362,38 +251,59 @@ class Run:
 
     # ---- training ------------------------------------------------------------------------------
 
-    def train(self, method: str) -> dict[str, Any]:
+    def _stage_model(self, stage: str) -> str:
+        """The merged model a finished training stage left (the next stage starts from it)."""
+        done = self.stages.done.get(stage, {})
+        path = done.get("model_dir")
+        if not path:
+            raise AlignkitError(f"training stage {stage} recorded no model in {self.layout.stages}")
+        return str(path)
+
+    def _data_for(self, method: str) -> Path:
+        if method == "sft":
+            return self.layout.sft_data
+        if method == "kto":
+            return _unpaired(self.layout.preferences, self.layout.data / "unpaired.jsonl")
+        return self.layout.preferences
+
+    def train(self, stage: str, method: str) -> dict[str, Any]:
         import shutil
 
-        from alignkit.train.config import TrainConfig
-        from alignkit.train.loop import train
+        from alignkit.jobs.train import TrainSpec, run_train
+        from alignkit.rl.loop import RLResult
 
-        order = list(self.p.methods)
-        start = self.p.model if order.index(method) == 0 else str(self.out / order[order.index(method) - 1] / "model")
-        data = self.out / "data" / ("sft.jsonl" if method == "sft" else "preferences.jsonl")
-        cfg = TrainConfig(method=method, **self.p.train.get(method, {}))  # type: ignore[arg-type]
-        result = train(start, data, self.out / method, cfg, self._stage_progress(f"train {method}"))
+        names = stage_names(self.p.methods)
+        i = names.index(stage)
+        start = self.p.model if i == 0 else self._stage_model(names[i - 1])
+        cfg = self.p.train[method]
+        spec = TrainSpec(config=cfg, model=start, out=self.layout.train(stage), data=self._data_for(method),
+                         prompts=self._train_prompts(), reward=f"judge:{self.p.judge}")  # fmt: skip
+        result = run_train(spec, self._stage_progress(f"train {stage}"))
         if result.model_dir is None:
-            raise AlignkitError(f"training {method} exported no model")
-        if method == order[-1]:
+            raise AlignkitError(f"training stage {stage} exported no merged model (set train.{method}.merge=true)")
+        if i == len(names) - 1:
             tmp = self.out / "model.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(result.model_dir, tmp)
             shutil.rmtree(self.aligned_model, ignore_errors=True)
             os.replace(tmp, self.aligned_model)
+        if isinstance(result, RLResult):
+            return {"steps": result.steps, "seconds_training": round(result.seconds, 1),
+                    "final": {k: v for k, v in result.final_metrics.items() if isinstance(v, float)},
+                    "gaming_step": result.gaming_step, "model_dir": str(result.model_dir)}  # fmt: skip
         return {"steps": result.steps, "seconds_training": round(result.train_seconds, 1),
                 "final": {k: v for k, v in result.final_metrics.items() if k in ("loss", "rewards/margins")},
-                "eval": result.eval_metrics}  # fmt: skip
+                "eval": result.eval_metrics, "model_dir": str(result.model_dir)}  # fmt: skip
 
     # ---- guard ---------------------------------------------------------------------------------
 
     def guard(self) -> dict[str, Any]:
         from alignkit.guard import Guard, GuardConfig, GuardedBackend
 
-        body = json.loads((self.out / "after" / "posture.json").read_text(encoding="utf-8"))
+        body = json.loads((self.layout.posture("after") / "posture.json").read_text(encoding="utf-8"))
         failing = sorted({f["category"] for f in body["profile"]["failures"]} - {"all", "ordinary"})
         cfg = guard_config_for(GuardConfig.from_constitution(self.constitution), failing)
-        (self.out / "guard.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        self.layout.guard_config.write_text(cfg.to_yaml(), encoding="utf-8")
         guarded = GuardedBackend(self.backend(str(self.aligned_model), "aligned"), Guard(cfg))
         posture = self._posture(guarded, "guarded")
         return {"failing_categories": failing, "posture": posture, "blocked_inputs": guarded.blocked_inputs,
@@ -403,8 +313,8 @@ class Run:
 
     def _headlines(self) -> dict[str, dict[str, Any]]:
         out = {}
-        for name, folder in (("before", "baseline"), ("after", "after"), ("guarded", "guarded")):
-            path = self.out / folder / "headline.json"
+        for name in POSTURES:
+            path = self.layout.posture(name) / "headline.json"
             if path.exists():
                 out[name] = json.loads(path.read_text(encoding="utf-8"))
         return out
@@ -413,9 +323,9 @@ class Run:
         from alignkit.run_report import write_run_report
 
         card = posture_card(self)
-        (self.out / "posture_card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+        self.layout.card.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
         write_run_report(self.out, card)
-        return {"report": str(self.out / "report.html"), "card": str(self.out / "posture_card.json")}
+        return {"report": str(self.layout.report), "card": str(self.layout.card)}
 
     def _stage_progress(self, stage: str) -> Progress | None:
         if self.progress is None:
@@ -455,6 +365,18 @@ def _spread(prompts: list[Any], n: int | None, key: str | None = None) -> list[A
     return out
 
 
+def _unpaired(preferences: Path, out: Path) -> Path:
+    """KTO's unpaired data from preference pairs: each chosen reply desirable, each rejected one not."""
+    from alignkit.data import read_records, write_records
+
+    rows = []
+    for _, pair in read_records(preferences):
+        rows.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
+        rows.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
+    write_records(out, rows)
+    return out
+
+
 def _short(rates: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v["rate"], 4) for k, v in rates.items() if isinstance(v, dict)}
 
@@ -482,13 +404,13 @@ def posture_card(run: Run) -> dict[str, Any]:
     from alignkit.models import resolve
     from alignkit.suites import suite_path
 
-    out = run.out
+    layout = run.layout
 
-    def posture(folder: str) -> dict[str, Any] | None:
-        path = out / folder / "posture.json"
+    def posture(which: str) -> dict[str, Any] | None:
+        path = layout.posture(which) / "posture.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
-    before, after, guarded = posture("baseline"), posture("after"), posture("guarded")
+    before, after, guarded = posture("before"), posture("after"), posture("guarded")
     base_path = Path(resolve(run.p.model))
     suite = suite_path("default")
     return {
@@ -496,12 +418,12 @@ def posture_card(run: Run) -> dict[str, Any]:
         "preset": run.p.name,
         "model": {"name": run.p.model, "sha256": _folder_hash(base_path)},
         "aligned_model": {"path": str(run.aligned_model), "sha256": _folder_hash(run.aligned_model)},
-        "adapters": {m: _folder_hash(out / m / "adapter") for m in run.p.methods},
+        "adapters": {stage: _folder_hash(layout.train(stage) / "adapter") for stage in stage_names(run.p.methods)},
         "constitution": {"name": run.constitution.name, "sha256": constitution_hash(run.constitution_spec)},
         "data": {
-            name: hashlib.sha256((out / "data" / name).read_bytes()).hexdigest()
-            for name in ("sft.jsonl", "preferences.jsonl")
-            if (out / "data" / name).exists()
+            path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in (layout.sft_data, layout.preferences)
+            if path.exists()
         },
         "suite": {"name": "default", "split": "test", "sha256": hashlib.sha256(suite.read_bytes()).hexdigest()},
         "judge": {"name": run.p.judge, "calibration": (after or before or {}).get("judge_calibration")},

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignkit.backends.base import Backend
+from alignkit.errors import AlignkitError
+from alignkit.jobs.backend import BackendSpec
 from alignkit.judges.base import Judge
 from alignkit.posture import (
     PostureConfig,
@@ -72,3 +75,54 @@ def compare(
     (Path(out_dir) / "compare.json").write_text(json.dumps(body, indent=1) + "\n")
     write_report(results, out_dir, compare_meta(results, calibration, front, rec))
     return results, front, rec
+
+
+@dataclass
+class PostureSpec:
+    models: list[str]
+    """The model to measure, or several to compare (registry names, folders, .gguf, hub ids, endpoint names)."""
+    out: Path
+    """Run folder: alignkit.sqlite, posture.json (compare.json), report.html, replies/."""
+    judge: str
+    """Judge of every reply (a `make_judge` spec)."""
+    profile: str = "general"
+    """Workload profile: general, healthcare, legal, finance, creative, or a YAML file."""
+    config: PostureConfig = field(default_factory=PostureConfig)
+    """Suite, split, reply length, samples."""
+    backend: BackendSpec = field(default_factory=BackendSpec)
+
+
+@dataclass
+class Loaded:
+    """What a posture job needs in memory: the judge, the profile, and (for one model) its backend."""
+
+    judge: Judge
+    profile: Profile
+    backend: Backend | None = None
+
+
+def load(spec: PostureSpec, models: bool = True) -> Loaded:
+    """Load the judge and the profile, and the model too when `models` (compare loads them one at a time)."""
+    from alignkit.judges import make_judge
+    from alignkit.profiles import load_profile
+
+    profile = load_profile(spec.profile)
+    backend = spec.backend.build(spec.models[0]) if models else None
+    return Loaded(make_judge(spec.judge), profile, backend)
+
+
+def measure_posture(spec: PostureSpec, progress: Progress | None = None, loaded: Loaded | None = None) -> PostureResult:
+    """`alignkit posture`: one model measured into `spec.out`."""
+    loaded = loaded or load(spec)
+    backend = loaded.backend or spec.backend.build(spec.models[0])
+    return measure(backend, loaded.judge, loaded.profile, spec.config, spec.out, progress)
+
+
+def compare_posture(
+    spec: PostureSpec, progress: Progress | None = None, loaded: Loaded | None = None
+) -> tuple[list[PostureResult], list[str], tuple[str, str]]:
+    """`alignkit compare`: several models on one suite, the Pareto front and the recommendation."""
+    if len(spec.models) < 2:
+        raise AlignkitError("compare needs at least two models")
+    loaded = loaded or load(spec, models=False)
+    return compare(spec.models, spec.backend.build, loaded.judge, loaded.profile, spec.config, spec.out, progress)
