@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,9 @@ def policy_script(conv: Conversation) -> str:
     return "Dear aunt, thank you so much!"
 
 
-def run(tmp_path: Path, teacher: MockBackend, prompts: list[Prompt], **cfg: object) -> tuple[dict, list[dict]]:
+def run(
+    tmp_path: Path, teacher: MockBackend, prompts: list[Prompt], **cfg: object
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     policy = MockBackend(policy_script, name="policy")
     result = curate(
         prompts,
@@ -319,7 +322,7 @@ def test_curated_data_trains_unchanged_in_the_training_loop(tmp_path: Path, tiny
                     config=CurateConfig(method="rlaif"))  # fmt: skip
     curate(prompts, policy=MockBackend(policy_script), teacher=teacher, judge=KeywordJudge(),
            constitution=CONSTITUTION, out_dir=tmp_path / "sl")  # fmt: skip
-    settings = dict(max_steps=1, batch_size=2, max_length=96, eval_fraction=0.0, merge=False)
+    settings: dict[str, Any] = dict(max_steps=1, batch_size=2, max_length=96, eval_fraction=0.0, merge=False)
     sft = train(
         str(tiny_model_path), tmp_path / "sl" / "sft.jsonl", tmp_path / "t1", TrainConfig(method="sft", **settings)
     )

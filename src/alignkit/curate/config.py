@@ -1,0 +1,38 @@
+"""What a curation run is asked to do: the method and its settings, one dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Method = Literal["sl-cai", "rlaif", "distill"]
+METHODS: tuple[Method, ...] = ("sl-cai", "rlaif", "distill")
+
+
+@dataclass
+class CurateConfig:
+    method: Method = "sl-cai"
+    """`sl-cai` (critique and revision), `rlaif` (AI-feedback comparisons) or `distill` (context distillation)."""
+    rounds: int = 1
+    """sl-cai: critique-revision rounds per reply, each under a freshly drawn principle."""
+    critique_benign: bool = True
+    """sl-cai: also critique replies to benign prompts. Off, benign replies are self-distilled as the
+    paper mixes in helpful samples: kept when the judge finds them helpful, else a helpful sample."""
+    samples: int = 2
+    """rlaif: replies sampled per prompt (compared in disjoint pairs)."""
+    principles_per_comparison: int = 2
+    """rlaif: principles sampled per comparison; their option probabilities are averaged."""
+    chain_of_thought: bool = False
+    """rlaif: let the feedback model reason before answering (probabilities then clamped to 40-60%)."""
+    repair: bool = True
+    """Replace candidates the judge rejects (compliant harm, refused benign) and record it."""
+    helpful_samples: int = 2
+    """Extra sampled replies per benign prompt when no candidate so far is helpful."""
+    max_new_tokens: int = 160
+    """Length of replies, critiques and revisions."""
+    temperature: float = 0.8
+    """Temperature of sampled replies (rlaif samples, helpful fall-backs)."""
+    seed: int = 0
+    """Seeds principle draws and sampling: the same seed gives the same data."""
+    chunk: int = 16
+    """Prompts processed (and persisted) together; generation is batched across them."""
