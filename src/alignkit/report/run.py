@@ -12,12 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from alignkit.layout import POSTURES, RunLayout
 from alignkit.posture import PostureResult, rate_from_dict
 from alignkit.report.charts import category_chart, heatmap, line_chart, posture_chart
 from alignkit.report.html import escape, legend, page, pct, verdict
 
 LABELS = {"before": "before", "after": "aligned", "guarded": "aligned + guard"}
-FOLDERS = {"before": "baseline", "after": "after", "guarded": "guarded"}
+"""What the report calls each posture measurement of the run (`layout.POSTURES`)."""
 
 
 def _metrics(path: Path) -> list[dict[str, Any]]:
@@ -26,17 +27,17 @@ def _metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _curves(out: Path, methods: Sequence[str]) -> list[str]:
+def _curves(layout: RunLayout, stages: Sequence[str]) -> list[str]:
     """Loss, reward margins and the policy's log-ratio to the reference, per training stage."""
     parts = []
-    for m in methods:
-        rows = [r for r in _metrics(out / m / "metrics.jsonl") if "loss" in r]
+    for m in stages:
+        rows = [r for r in _metrics(layout.train(m) / "metrics.jsonl") if "loss" in r]
         if not rows:
             continue
         parts.append(line_chart({"loss": [(r["step"], r["loss"]) for r in rows]}, f"{m}: training loss", "step",
                                 f"{m}_loss"))  # fmt: skip
         if "rewards/margins" in rows[0]:
-            beta = _beta(out / m)
+            beta = _beta(layout.train(m))
             parts.append(
                 line_chart(
                     {
@@ -88,11 +89,11 @@ def _summary_table(headline: dict[str, dict[str, Any]], targets: dict[str, float
     return f"<table><tr><th>test split</th>{head}<th>target</th></tr>{''.join(rows)}</table>"
 
 
-def _redteam(out: Path) -> list[str]:
+def _redteam(layout: RunLayout) -> list[str]:
     parts: list[str] = []
     tables = {}
-    for folder, label in (("redteam-before", "before"), ("redteam-after", "aligned")):
-        path = out / folder / "redteam.json"
+    for folder, label in ((layout.redteam_before, "before"), (layout.redteam_after, "aligned")):
+        path = folder / "redteam.json"
         if path.exists():
             body = json.loads(path.read_text(encoding="utf-8"))
             tables[label] = {
@@ -115,18 +116,18 @@ def _redteam(out: Path) -> list[str]:
     return parts
 
 
-def _replies(out: Path, folder: str) -> dict[str, dict[str, Any]]:
-    found = sorted((out / folder / "replies").glob("*.jsonl")) if (out / folder / "replies").exists() else []
+def _replies(folder: Path) -> dict[str, dict[str, Any]]:
+    found = sorted((folder / "replies").glob("*.jsonl")) if (folder / "replies").exists() else []
     if not found:
         return {}
     rows = [json.loads(line) for line in found[0].read_text(encoding="utf-8").splitlines() if line.strip()]
     return {r["prompt_id"]: r for r in rows if r["sample"] == 0}
 
 
-def _examples(out: Path, per_kind: int = 4) -> str:
+def _examples(layout: RunLayout, per_kind: int = 4) -> str:
     """The same test prompts before and after: the harmful ones whose outcome changed first, then
     look-alikes and ordinary requests."""
-    before, after, guarded = _replies(out, "baseline"), _replies(out, "after"), _replies(out, "guarded")
+    before, after, guarded = (_replies(layout.posture(k)) for k in ("before", "after", "guarded"))
     shared = [pid for pid in before if pid in after]
     picked: list[str] = []
     for want in ("harmful", "lookalike", "ordinary"):
@@ -158,11 +159,11 @@ def _examples(out: Path, per_kind: int = 4) -> str:
     )
 
 
-def _posture_results(out: Path) -> list[PostureResult]:
+def _posture_results(layout: RunLayout) -> list[PostureResult]:
     """The greedy results of the stages that measured posture, each named by its label for the charts."""
     results = []
-    for key in ("before", "after", "guarded"):
-        path = out / FOLDERS[key] / "posture.json"
+    for key in POSTURES:
+        path = layout.posture(key) / "posture.json"
         if path.exists():
             result = PostureResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
             results.append(replace(result, model=LABELS[key], worst_of_k=None))
@@ -170,7 +171,9 @@ def _posture_results(out: Path) -> list[PostureResult]:
 
 
 def render_run(out: Path, card: dict[str, Any]) -> str:
-    results = _posture_results(out)
+    """The report of the run in folder `out`, whose posture card is `card`."""
+    layout = RunLayout(out)
+    results = _posture_results(layout)
     headline = card["headline"]
     stages = card["stages"]
     meta = {
@@ -199,8 +202,8 @@ def render_run(out: Path, card: dict[str, Any]) -> str:
             "<h2>Profile verdict</h2>",
             *[verdict(r.model, r.verdict) for r in results],
         ]
-    body += ["<h2>Red-team attack success before and after</h2>", *_redteam(out)]
-    curves = _curves(out, list(card["adapters"]))
+    body += ["<h2>Red-team attack success before and after</h2>", *_redteam(layout)]
+    curves = _curves(layout, list(card["adapters"]))
     if curves:
         body += ["<h2>Training</h2>", *curves]
     if "guard" in stages:
@@ -212,7 +215,7 @@ def render_run(out: Path, card: dict[str, Any]) -> str:
             f"It blocked {g['blocked_inputs']} requests before the model and replaced {g['blocked_outputs']} replies. "
             "Config: <code>guard.yaml</code>.</p>",
         ]
-    body += ["<h2>Example replies, same prompts</h2>", _examples(out)]
+    body += ["<h2>Example replies, same prompts</h2>", _examples(layout)]
     card_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(json.dumps(v)[:300])}</td></tr>" for k, v in card.items()
                         if k not in ("stages", "headline"))  # fmt: skip
     body += [
@@ -225,8 +228,8 @@ def render_run(out: Path, card: dict[str, Any]) -> str:
 
 def write_run_report(out: Path, card: dict[str, Any]) -> Path:
     """`out/report.html` from the run folder and its posture card, replaced whole."""
-    path = out / "report.html"
-    tmp = path.with_name("report.html.tmp")
+    path = RunLayout(out).report
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(render_run(out, card), encoding="utf-8")
     tmp.replace(path)
     return path
