@@ -291,6 +291,10 @@ def info(model: str) -> dict[str, Any]:
     ref = resolve(model, convert=False) if model in REGISTRY else resolve(model)
     config = AutoConfig.from_pretrained(ref)
     out: dict[str, Any] = {"model": model, "path": ref, "architecture": (config.architectures or ["?"])[0]}
+    from alignkit.device import dtype_name, pick_device, pick_dtype
+
+    runs_on = pick_device()
+    out["runs_on"] = {"device": str(runs_on), "dtype": dtype_name(pick_dtype(runs_on))}
     for key in (
         "model_type",
         "hidden_size",
