@@ -125,3 +125,19 @@ def run_loop(
         table.add_row(label, *(f"{100 * h[key]['rate']:.1f}%" for h in result.headline.values()))
     console.print(table)
     console.print(f"wrote {out / 'report.html'}, {out / 'posture_card.json'}; aligned model: {out / 'model'}")
+
+
+@app.command()
+def sweep(
+    grid: Annotated[Path, typer.Argument(help="Sweep YAML: preset, shared settings, grid and/or named variants.")],
+    out: Annotated[Path, typer.Option(help="Sweep folder: one run folder per variant, sweep.json/.md/.html.")] = Path(
+        "runs/sweep"
+    ),
+) -> None:
+    """Run many recipes on one preset (stages before training shared), one table and one Pareto plot."""
+    from alignkit.report.sweep import sweep_table_markdown
+    from alignkit.sweep import load_sweep, run_sweep
+
+    body = _run_with_bar(lambda progress: run_sweep(load_sweep(grid), out, progress))
+    console.print(sweep_table_markdown(body["variants"]))
+    console.print(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.html'}")
