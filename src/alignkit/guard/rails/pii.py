@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable
@@ -33,7 +34,9 @@ _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[068]|35|6(?:011|5|4[4-9]
 
 
 def card_valid(number: str) -> bool:
-    digits = re.sub(r"\D", "", number)
+    digits = number.replace(" ", "").replace("-", "")
+    if not digits.isdigit():
+        digits = re.sub(r"\D", "", number)
     return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_valid(digits)
 
 
@@ -49,10 +52,15 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 
 
+_NO_SPACE_DASH = str.maketrans("", "", " \t\n\r\f\v-")
+
+
 def iban_valid(candidate: str) -> bool:
     """ISO 13616: the country's length, then the number with its first four characters moved to the end,
     letters as 10..35, is 1 mod 97."""
-    s = re.sub(r"[\s-]", "", candidate).upper()
+    s = candidate.translate(_NO_SPACE_DASH).upper()
+    if not 15 <= len(s) <= 34:
+        return False
     if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]+", s) or IBAN_LENGTHS.get(s[:2], len(s)) != len(s):
         return False
     if not 15 <= len(s) <= 34:
@@ -105,9 +113,9 @@ def iban_lookalike_valid(candidate: str) -> bool:
     ("d3 43..."): the country read as letters, the check digits as digits, then the BBAN with either every
     look-alike as a digit or its first four characters (a bank code, letters in many countries) kept; the
     mod-97 check decides."""
-    s = re.sub(r"[\s-]", "", candidate).upper()
+    s = candidate.translate(_NO_SPACE_DASH).upper()
     country, check, bban = s[:2].translate(_DIGIT_LETTER), s[2:4].translate(_LETTER_DIGIT), s[4:]
-    if not check.isdigit() or country not in IBAN_LENGTHS:
+    if IBAN_LENGTHS.get(country) != len(s) or not check.isdigit():
         return False
     return any(
         iban_valid(country + check + b)
@@ -135,10 +143,12 @@ class Detector:
     """Skip views where this quick pattern finds nothing."""
 
 
-_LOCAL = r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*"
-_LABEL = r"[A-Za-z0-9-]+"
-_AT_MARK = r"(?:\s?@\s?|\s*[\[({<]\s*(?i:at)\s*[\])}>]\s*)"
-_DOT_WORD = r"(?:\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+(?i:dot)\s+)"
+# Every repetition is bounded (RFC 5321: 64-character local parts, 63-character labels) so that no start
+# position can scan to the end of the text: unbounded, "x at " + "b dot " * k took time quadratic in k.
+_LOCAL = r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"
+_LABEL = r"[A-Za-z0-9-]{1,63}"
+_AT_MARK = r"(?:\s?@\s?|\s{0,3}[\[({<]\s{0,3}(?i:at)\s{0,3}[\])}>]\s{0,3})"
+_DOT_WORD = r"(?:\s{0,3}[\[({<]\s{0,3}(?i:dot)\s{0,3}[\])}>]\s{0,3}|\s{1,3}(?i:dot)\s{1,3})"
 _DOT = rf"(?:\s?\.\s?|{_DOT_WORD})"
 _TLD = (
     r"(?i:com|org|net|edu|gov|mil|int|io|co|uk|de|fr|es|it|nl|be|ch|at|se|no|dk|fi|pl|pt|ie|ru|jp|cn|in|br|mx|"
@@ -153,7 +163,9 @@ DETECTORS = (
     Detector(
         "email",
         "[EMAIL]",
-        re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        re.compile(
+            r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,63}\b"
+        ),
         gate=re.compile("@"),
         views=_EMAIL_VIEWS,
     ),
@@ -162,7 +174,7 @@ DETECTORS = (
     Detector(
         "email",
         "[EMAIL]",
-        re.compile(rf"{_LOCAL}{_AT_MARK}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_TLD}\b"),
+        re.compile(rf"{_LOCAL}{_AT_MARK}{_LABEL}(?:{_DOT}{_LABEL}){{0,8}}{_DOT}{_TLD}\b"),
         gate=re.compile(r"@|[\[({<]\s*at\s*[\])}>]", re.IGNORECASE),
         views=_EMAIL_VIEWS,
     ),
@@ -170,7 +182,8 @@ DETECTORS = (
         "email",
         "[EMAIL]",
         re.compile(
-            rf"{_LOCAL}(?:{_DOT_WORD}{_LABEL})*\s+(?i:at)\s+{_LABEL}(?:{_DOT}{_LABEL})*?{_DOT_WORD}(?:{_LABEL}{_DOT})*{_TLD}\b"
+            rf"{_LOCAL}(?:{_DOT_WORD}{_LABEL}){{0,4}}\s{{1,3}}(?i:at)\s{{1,3}}{_LABEL}(?:{_DOT}{_LABEL}){{0,6}}?{_DOT_WORD}"
+            rf"(?:{_LABEL}{_DOT}){{0,6}}{_TLD}\b"
         ),
         gate=re.compile(r"\bdot\b", re.IGNORECASE),
         views=_EMAIL_VIEWS,
@@ -178,7 +191,9 @@ DETECTORS = (
     Detector(
         "email",
         "[EMAIL]",
-        re.compile(rf"{_EMAIL_CONTEXT}\b[^\n]{{0,40}}?({_LOCAL}\s+(?i:at)\s+{_LABEL}(?:\.{_LABEL})*\.{_TLD})\b"),
+        re.compile(
+            rf"{_EMAIL_CONTEXT}\b[^\n]{{0,40}}?({_LOCAL}\s{{1,3}}(?i:at)\s{{1,3}}{_LABEL}(?:\.{_LABEL}){{0,8}}\.{_TLD})\b"
+        ),
         group=1,
         gate=re.compile(rf"{_EMAIL_CONTEXT}\b"),
         views=_EMAIL_VIEWS,
@@ -263,6 +278,23 @@ def _parts(candidate: str) -> list[tuple[int, int]]:
     return sorted(runs, key=lambda r: r[0] - r[1])[1:]
 
 
+class _Spans:
+    """Disjoint spans, sorted: an overlap test in log time (a list scan made many matches quadratic)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self.starts, start)
+        return (i > 0 and self.ends[i - 1] > start) or (i < len(self.starts) and self.starts[i] < end)
+
+    def add(self, start: int, end: int) -> None:
+        i = bisect.bisect_right(self.starts, start)
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+
+
 class PIIRail:
     """Redacts personal data in place (`[EMAIL]`, `[PHONE]`, `[CARD]`, `[IBAN]`, `[NATIONAL_ID]`, `[IP]`):
     cards must pass the Luhn check and carry a card-network prefix, IBANs their country's length and the
@@ -287,7 +319,7 @@ class PIIRail:
             kind = view.kind.split(":")[-1]
             if kind == "squashed":
                 continue
-            taken: list[tuple[int, int]] = []
+            taken = _Spans()
             digits = count_digits(view.text)
             for d in self.detectors:
                 if (kind not in d.views) if d.views is not None else kind.startswith("deleet"):
@@ -298,7 +330,7 @@ class PIIRail:
                     group = d.group if d.group >= 0 else (m.lastindex or 0)
                     start, end = m.span(group)
                     value = m.group(group)
-                    if any(s < end and start < e for s, e in taken):
+                    if taken.overlaps(start, end):
                         continue
                     if d.valid is not None and not d.valid(value):
                         runs = _parts(value) if d.shrink else []
@@ -306,7 +338,7 @@ class PIIRail:
                         if run is None:
                             continue
                         start, end = start + run[0], start + run[1]
-                    taken.append((start, end))
+                    taken.add(start, end)
                     span = view.source_span(start, end)
                     if span not in claimed:
                         claimed.add(span)
