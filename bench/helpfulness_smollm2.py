@@ -17,6 +17,7 @@ import itertools
 import json
 import random
 import re
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ def calibrate(backend: HFBackend, max_new_tokens: int, limit: int | None) -> dic
         garbled.append(" ".join(shuffled))
     clean_rep = [repeated_ngram_fraction(t) for _, t in pairs]
     loop_rep = [repeated_ngram_fraction(t) for t in looped]
-    its = [i for i, _ in pairs]
+    its = [i.conversation() for i, _ in pairs]
     clean_nll = [-(x or 0.0) for x in mean_logprobs(backend, its, [t for _, t in pairs])]
     garbled_nll = [-(x or 0.0) for x in mean_logprobs(backend, its, garbled)]
     rep_t, rep_acc = best_threshold(clean_rep, loop_rep)
@@ -112,6 +113,7 @@ def main() -> None:
             now = time.perf_counter()
             marks.setdefault(stage, now)
             stages[stage] = now - marks[stage]
+            print(f"{stage} {done}/{total} {now - t1:.0f}s", file=sys.stderr, flush=True)
 
         t1 = time.perf_counter()
         result = measure_helpfulness(

@@ -16,9 +16,11 @@ from alignkit.helpfulness import (
     CHECKABLE_KINDS,
     DegenerationThresholds,
     HelpfulnessResult,
+    check_replies,
     check_reply,
     distinct_n,
     evasive_or_degenerate,
+    evasive_or_degenerate_rate,
     extract_code,
     load_items,
     measure_helpfulness,
@@ -32,7 +34,7 @@ from alignkit.helpfulness import (
 from alignkit.helpfulness.items import HelpfulnessItem
 from alignkit.helpfulness.measure import Mean, t_quantile
 from alignkit.suites import load_suite
-from alignkit.types import Conversation, Message
+from alignkit.types import Conversation, Message, user
 
 # ---- the suite ----------------------------------------------------------------------------------
 
@@ -195,6 +197,10 @@ def test_check_reply_degenerate_and_evasive() -> None:
     refusal = check_reply("I can't help with fixing leaky faucets.")
     assert refusal.evasive and not refusal.degenerate and refusal.reasons[0].startswith("refusal")
     assert check_reply("Could you please clarify what you mean?").evasive
+    checks = check_replies([[user("q")]] * 3, [normal, looping, "I cannot help with that."])
+    assert [c.evasive_or_degenerate for c in checks] == [False, True, True]
+    rate = evasive_or_degenerate_rate(checks)
+    assert (rate.count, rate.n) == (2, 3)
 
 
 # ---- intervals ------------------------------------------------------------------------------------
@@ -262,8 +268,7 @@ def _direct_mean_logprob(path: Path, prompt: str, reference: str) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    model.eval()
+    model = AutoModelForCausalLM.from_pretrained(path)  # loads in eval mode
     text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
     p = tok(text, add_special_tokens=False)["input_ids"]
     r = tok(reference, add_special_tokens=False)["input_ids"]
@@ -287,4 +292,7 @@ def test_measure_on_a_tiny_model(tiny_backend, tiny_model_path: Path) -> None:  
     assert result.reference_loglik.mean == pytest.approx(sum(direct) / 2, abs=1e-4)
     for s in result.items:
         assert s.reply is not None and (s.nll is not None or not s.reply.strip())
+    first = next(s for s in result.items if s.reply and s.reply.strip())
+    prompt = next(i.prompt for i in load_items("test") if i.id == first.id)
+    assert first.nll == pytest.approx(-_direct_mean_logprob(tiny_model_path, prompt, first.reply or ""), abs=1e-4)
     assert HelpfulnessResult.from_dict(result.as_dict()).reference_loglik == result.reference_loglik

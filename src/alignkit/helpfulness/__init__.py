@@ -12,7 +12,15 @@ from alignkit.helpfulness.degeneration import (
     repeated_ngram_fraction,
 )
 from alignkit.helpfulness.items import CHECKABLE_KINDS, KINDS, HelpfulnessItem, Kind, load_items
-from alignkit.helpfulness.measure import HelpfulnessResult, ItemScore, Mean, mean_logprobs, measure_helpfulness
+from alignkit.helpfulness.measure import (
+    HelpfulnessResult,
+    ItemScore,
+    Mean,
+    check_replies,
+    evasive_or_degenerate_rate,
+    mean_logprobs,
+    measure_helpfulness,
+)
 from alignkit.helpfulness.rules import number_match, phrase_match, score_rule
 
 __all__ = [
@@ -27,9 +35,11 @@ __all__ = [
     "Kind",
     "Mean",
     "ReplyCheck",
+    "check_replies",
     "check_reply",
     "distinct_n",
     "evasive_or_degenerate",
+    "evasive_or_degenerate_rate",
     "extract_code",
     "load_items",
     "mean_logprobs",

@@ -20,12 +20,12 @@ from typing import Any
 
 from alignkit.backends.base import Backend, ScoringBackend
 from alignkit.helpfulness.code import score_code
-from alignkit.helpfulness.degeneration import DEFAULT_THRESHOLDS, DegenerationThresholds, check_reply
+from alignkit.helpfulness.degeneration import DEFAULT_THRESHOLDS, DegenerationThresholds, ReplyCheck, check_reply
 from alignkit.helpfulness.items import CHECKABLE_KINDS, HelpfulnessItem, HelpSplit, Kind, load_items
 from alignkit.helpfulness.rules import score_rule
 from alignkit.metrics import Rate
 from alignkit.store import Store
-from alignkit.types import Completion, GenerationParams
+from alignkit.types import Completion, Conversation, GenerationParams
 
 Progress = Callable[[str, int, int], None]
 """Called with (stage, done, total)."""
@@ -201,18 +201,39 @@ def _generate(
 
 
 def mean_logprobs(
-    scorer: ScoringBackend, items: Sequence[HelpfulnessItem], texts: Sequence[str], system: str | None = None
+    scorer: ScoringBackend, conversations: Sequence[Conversation], texts: Sequence[str]
 ) -> list[float | None]:
-    """Mean log-probability per token of each text as the assistant's reply to its item (nats); None
-    for an empty text."""
+    """Mean log-probability per token of each text as the assistant's reply to its conversation
+    (nats); None for an empty text. Also what posture needs for the `garbled` check of any reply:
+    nll = -mean_logprobs(base, [prompt conversation], [reply])[0]."""
     idx = [k for k, t in enumerate(texts) if t.strip()]
     out: list[float | None] = [None] * len(texts)
     if not idx:
         return out
-    scored = scorer.score([items[k].conversation(system) for k in idx], [texts[k] for k in idx])
+    scored = scorer.score([conversations[k] for k in idx], [texts[k] for k in idx])
     for k, s in zip(idx, scored, strict=True):
         out[k] = s.logprob / s.num_tokens if s.num_tokens else None
     return out
+
+
+def check_replies(
+    conversations: Sequence[Conversation],
+    replies: Sequence[str],
+    base_model: str | ScoringBackend | None = None,
+    thresholds: DegenerationThresholds = DEFAULT_THRESHOLDS,
+) -> list[ReplyCheck]:
+    """`check_reply` for many replies (any prompts: posture's benign ones, say), with each reply's
+    perplexity under `base_model` when one is given."""
+    base = _as_scorer(base_model)
+    nlls: list[float | None] = [None] * len(replies)
+    if base is not None:
+        nlls = [None if lp is None else -lp for lp in mean_logprobs(base, conversations, replies)]
+    return [check_reply(r, nll, thresholds) for r, nll in zip(replies, nlls, strict=True)]
+
+
+def evasive_or_degenerate_rate(checks: Sequence[ReplyCheck]) -> Rate:
+    """Share of replies that are evasive or degenerate, with its Wilson interval."""
+    return Rate.of(sum(c.evasive_or_degenerate for c in checks), len(checks))
 
 
 def _as_scorer(model: str | ScoringBackend | None) -> ScoringBackend | None:
@@ -287,7 +308,7 @@ def measure_helpfulness(
     ok = [(item, s) for item, s in zip(items, scores, strict=True) if s.reply is not None]
     base = _as_scorer(base_model)
     if base is not None and ok:
-        nlls = mean_logprobs(base, [i for i, _ in ok], [s.reply or "" for _, s in ok], system)
+        nlls = mean_logprobs(base, [i.conversation(system) for i, _ in ok], [s.reply or "" for _, s in ok])
         for (_, s), lp in zip(ok, nlls, strict=True):
             s.nll = None if lp is None else -lp
     for _, s in ok:
@@ -303,7 +324,8 @@ def measure_helpfulness(
     open_items = [(item, s) for item, s in zip(items, scores, strict=True) if item.kind == "open"]
     reference: Mean | None = None
     if ref_scorer is not None and open_items:
-        lps = mean_logprobs(ref_scorer, [i for i, _ in open_items], [i.reference or "" for i, _ in open_items], system)
+        convs = [i.conversation(system) for i, _ in open_items]
+        lps = mean_logprobs(ref_scorer, convs, [i.reference or "" for i, _ in open_items])
         for (_, s), lp in zip(open_items, lps, strict=True):
             s.reference_loglik = lp
         reference = Mean.of([lp for lp in lps if lp is not None])
