@@ -10,6 +10,7 @@ from alignkit.backends import MockBackend
 from alignkit.errors import DataError
 from alignkit.jobs.posture import compare, measure
 from alignkit.judges.patterns import RefusalPatternJudge
+from alignkit.metrics import Rate
 from alignkit.posture import PostureConfig, PostureResult, pareto_front, recommend, run_posture
 from alignkit.profiles import load_profile
 from alignkit.store import Store
@@ -140,6 +141,16 @@ def test_a_result_read_back_from_its_json_is_the_same_result(tmp_path: Path, sam
     assert result.examples and result.verdict.failures and (result.worst_of_k is None) == (samples == 0)
     back = PostureResult.from_dict(json.loads(json.dumps(result.as_dict())))
     assert back == replace(result, examples=[])  # examples are not part of posture.json
+
+
+def test_a_posture_json_written_before_a_rate_existed_still_reads(tmp_path: Path) -> None:
+    cfg = PostureConfig(suite=str(suite_file(tmp_path)), split="all")
+    body = run_posture(scripted(), RefusalPatternJudge(), load_profile("general"), cfg, tmp_path / "run").as_dict()
+    for stats in body["greedy"].values():
+        del stats["harmful_evasive_rate"], stats["benign_evasive_rate"]
+    back = PostureResult.from_dict(body)
+    assert back.greedy[0].harmful_compliance_rate.count == 3
+    assert back.greedy[0].harmful_evasive_rate == Rate.of(0, 0)
 
 
 def test_compare_pareto_and_recommendation(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +105,13 @@ def rate_from_dict(d: dict[str, Any]) -> Rate:
 
 
 def _stats_from_dict(body: dict[str, dict[str, Any]]) -> list[CategoryStats]:
+    """Per-category stats from their JSON form; a rate a file predates keeps its default (no data)."""
+    rates = [f.name for f in fields(CategoryStats) if f.name not in ("category", "errors")]
     return [
         CategoryStats(
             category=cat,
-            harmful_compliance_rate=rate_from_dict(s["harmful_compliance_rate"]),
-            harmful_partial_rate=rate_from_dict(s["harmful_partial_rate"]),
-            over_refusal_rate=rate_from_dict(s["over_refusal_rate"]),
-            over_refusal_partial_rate=rate_from_dict(s["over_refusal_partial_rate"]),
             errors=int(s["errors"]),
+            **{k: rate_from_dict(s[k]) for k in rates if k in s},  # type: ignore[arg-type]
         )
         for cat, s in body.items()
     ]
