@@ -143,6 +143,9 @@ class GuardConfig(BaseModel):
     default_refusal: str = "I can't help with that request, but I'm happy to help with something else."
     system_prompt: str | None = None
     """A system prompt put before every conversation (a client's own system prompt follows it)."""
+    reject_roles: list[Literal["system", "assistant", "tool"]] = []
+    """Client turns the proxy refuses with a 400 instead of screening them (system covers developer): an
+    operator whose clients have no business sending a system prompt or a made-up assistant turn can say so."""
     stream_window: int = Field(default=64, ge=0)
     """Characters held back while streaming so output rails see them before the client does."""
     limits: LimitsConfig = LimitsConfig()

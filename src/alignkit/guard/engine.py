@@ -1,4 +1,4 @@
-"""The Guard: runs the input rails on every user turn and the output rails on every reply.
+"""The Guard: runs the input rails on every turn of a request and the output rails on every reply.
 
 Model-free rails run inline (they take microseconds; a thread hop would cost more), rails that run a
 model go to a thread pool so that they overlap. Any rail that raises makes the whole check fail
@@ -23,8 +23,9 @@ from alignkit.guard.rails.canary import new_canary, with_canary
 from alignkit.judges.base import Judge
 from alignkit.types import Conversation, Message
 
-CHECKED_ROLES = ("user", "tool")
-"""Roles whose messages the input rails read: what users type and what tools bring in."""
+CHECKED_ROLES = ("system", "user", "assistant", "tool")
+"""Roles whose messages the input rails read: every one (a client's system or assistant turn is as much
+the client's text as a user turn)."""
 
 
 class GuardError(AlignkitError):
@@ -245,54 +246,69 @@ class Guard:
         return out, None
 
     def screen_input(self, conversation: Conversation, request_id: str | None = None) -> Screened:
-        """Check every user and tool turn; build what goes upstream."""
+        """Check every turn, whatever its role (a client's system, developer or assistant turn can carry
+        what a user turn can); build what goes upstream. `limits` runs first, over every turn, and when it
+        blocks no other rail runs. A turn no rail redacted goes upstream as the client wrote it."""
         rid = request_id or uuid.uuid4().hex
         cleaned: Conversation = [{"role": m["role"], "content": clean(m["content"])} for m in conversation]
-        system = "\n\n".join(
-            [s for s in [self.config.system_prompt or ""] if s]
-            + [m["content"] for m in cleaned if m["role"] == "system"]
-        )
-        turns = [i for i, m in enumerate(cleaned) if m["role"] in CHECKED_ROLES] if self.input_rails else []
-        prompt = next((cleaned[i]["content"] for i in reversed(turns) if cleaned[i]["role"] == "user"), "")
-        items = [
-            (
-                cleaned[i]["content"],
-                self._context(
-                    cleaned[i]["content"],
-                    raw=conversation[i]["content"],
-                    side="input",
-                    conversation=cleaned,
-                    turn=i,
-                    prompt=prompt,
-                    system_prompt=system,
-                    request_id=rid,
-                ),
-            )
-            for i in turns
-        ]
-        per_rail = self._run(self.input_rails, items, "input", rid) if items else [[] for _ in self.input_rails]
-        decisions = [_most_severe(ds) for ds in per_rail if ds]
-        suspected = frozenset(d.category for ds in per_rail for d in ds if d.category)
-        upstream = [dict(m) for m in cleaned]
-        for k, i in enumerate(turns):
-            text, blocked = self._combine(items[k][0], items[k][1], self.input_rails, [ds[k] for ds in per_rail])
+        operator = self.config.system_prompt or ""
+        system = "\n\n".join([s for s in [operator] if s] + [m["content"] for m in cleaned if m["role"] == "system"])
+        prompt = next((m["content"] for m in reversed(cleaned) if m["role"] == "user"), "")
+        turns = list(range(len(cleaned))) if self.input_rails else []
+        fields: dict[str, Any] = {"side": "input", "conversation": cleaned, "prompt": prompt,
+                                  "system_prompt": system, "request_id": rid}  # fmt: skip
+        first = [r for r in self.input_rails if r.name == "limits"]
+        rest = [r for r in self.input_rails if r.name != "limits"]
+        decisions: list[Decision] = []
+        suspected: set[str] = set()
+
+        def refused(blocked: Decision) -> Screened:
+            return Screened(
+                rid, cleaned, decisions, blocked=blocked, refusal=self.config.refusal(blocked),
+                system_prompt=system, prompt=prompt, suspected=frozenset(suspected),
+            )  # fmt: skip
+
+        if first and turns:
+            # Limits read sizes only: no views, so an oversized text is refused before anything reads it.
+            bare = [(cleaned[i]["content"], RailContext(views=(), turn=i, **fields)) for i in turns]
+            per_rail = self._run(first, bare, "input", rid)
+            decisions += [_most_severe(ds) for ds in per_rail if ds]
+            blocked = next((d for ds in per_rail for d in ds if d.blocked), None)
             if blocked is not None:
-                return Screened(
-                    rid, cleaned, decisions, blocked=blocked, refusal=self.config.refusal(blocked),
-                    system_prompt=system, prompt=prompt, suspected=suspected,
-                )  # fmt: skip
-            upstream[i]["content"] = text
+                return refused(blocked)
+        items = [
+            (cleaned[i]["content"], self._context(cleaned[i]["content"], raw=conversation[i]["content"], turn=i,
+                                                  **fields))
+            for i in turns
+        ] if rest else []  # fmt: skip
+        per_rail = self._run(rest, items, "input", rid) if items else [[] for _ in rest]
+        decisions += [_most_severe(ds) for ds in per_rail if ds]
+        suspected |= {d.category for ds in per_rail for d in ds if d.category}
+        upstream: list[dict[str, Any]] = [dict(m) for m in conversation]
+        for k, i in enumerate(turns if items else []):
+            text, blocked = self._combine(items[k][0], items[k][1], rest, [ds[k] for ds in per_rail])
+            if blocked is not None:
+                return refused(blocked)
+            if text != items[k][0]:
+                upstream[i]["content"] = text
+        upstream_system = "\n\n".join(
+            [s for s in [operator] if s] + [m["content"] for m in upstream if m["role"] == "system"]
+        )
         canary = None
         messages: Conversation = [m for m in upstream if m["role"] != "system"]  # type: ignore[misc]
-        if system:
+        if upstream_system:
             if self.config.canary.enabled:
                 canary = new_canary()
-            head: Message = {"role": "system", "content": with_canary(system, canary) if canary else system}
+            head: Message = {
+                "role": "system",
+                "content": with_canary(upstream_system, canary) if canary else upstream_system,
+            }
             messages = [head, *messages]
         upstream_prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), prompt)
         return Screened(
-            rid, messages, decisions, canary=canary, system_prompt=system, prompt=upstream_prompt, suspected=suspected
-        )
+            rid, messages, decisions, canary=canary, system_prompt=upstream_system, prompt=upstream_prompt,
+            suspected=frozenset(suspected),
+        )  # fmt: skip
 
     def screen_output(
         self, text: str, screened: Screened, *, rails: Sequence[Rail] | None = None, audited: bool = True

@@ -183,6 +183,10 @@ def create_guard_app(
             return _error(400, f"{where}: {first.get('msg', 'invalid')}", code="invalid_request")
         if req.n != 1:
             return _error(400, "only n=1 is supported")
+        refused_roles = set(guard.config.reject_roles)
+        for i, m in enumerate(req.messages):
+            if ("system" if m.role == "developer" else m.role) in refused_roles:
+                return _error(400, f"messages.{i}.role: {m.role} turns are not accepted here", code="invalid_role")
         conversation: Conversation = [
             {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content)}  # type: ignore[typeddict-item]
             for m in req.messages
