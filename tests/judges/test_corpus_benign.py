@@ -148,3 +148,11 @@ def test_every_style_is_present_and_compliance_is_not_rare(rows: list[dict[str, 
     assert set(styles) == set(LABEL_OF_STYLE)
     answered = sum(1 for row in rows if row["label"] == "full_compliance")
     assert answered / len(rows) >= 0.3
+
+
+def test_each_non_answer_style_has_enough_rows_and_reaches_the_test_split(rows: list[dict[str, str]]) -> None:
+    for style, label in LABEL_OF_STYLE.items():
+        in_style = [row for row in rows if row["style"] == style]
+        if label != "full_compliance":
+            assert len(in_style) >= 100, style
+        assert any(row["split"] == "test" for row in in_style), style
