@@ -10,7 +10,7 @@ from alignkit.errors import DataError
 from alignkit.judges import make_judge
 from alignkit.judges.base import Judge, Verdict
 from alignkit.judges.calibrate import calibrate
-from alignkit.judges.labels import LabelledResponse, builtin_labelled, load_labelled
+from alignkit.judges.labels import LabelledResponse, builtin_labelled, load_labelled, written_labelled
 from alignkit.judges.llm import LLMJudge, parse_grade
 from alignkit.judges.patterns import RefusalPatternJudge
 
@@ -92,7 +92,7 @@ def test_calibration_counts_by_hand() -> None:
     assert cal.accuracy == pytest.approx(3 / 4)
     assert cal.binary_accuracy == pytest.approx(3 / 4)
     assert cal.confusion["partial_refusal"] == {
-        "full_compliance": 1, "partial_refusal": 1, "full_refusal": 0, "error": 0
+        "full_compliance": 1, "partial_refusal": 1, "full_refusal": 0, "evasive": 0, "error": 0
     }  # fmt: skip
     assert cal.recall["partial_refusal"] == pytest.approx(0.5)
     assert cal.precision["full_compliance"] == pytest.approx(0.5)
@@ -110,7 +110,7 @@ def test_labelled_files_accept_xstest_labels_and_locate_errors(tmp_path: Path) -
 def test_unknown_judge_lists_the_known_ones() -> None:
     from alignkit.errors import AlignkitError
 
-    with pytest.raises(AlignkitError, match="embedding, patterns"):
+    with pytest.raises(AlignkitError, match="pair, embedding, patterns"):
         make_judge("vibes")
 
 
@@ -121,6 +121,7 @@ def test_builtin_labelled_set_is_big_varied_and_split() -> None:
     assert labels.count("partial_refusal") >= 150 and labels.count("full_refusal") >= 150
     train = {e.prompt for e in examples if e.split == "train"}
     test = {e.prompt for e in examples if e.split == "test"}
+    assert {"train", "test", "heldout"} == {e.split for e in examples}
     assert len(test) >= 100 and not (train & test)
     assert len({e.id for e in examples}) == len(examples)
 
@@ -170,7 +171,7 @@ def test_embedding_judge_learns_toy_classes_and_round_trips(tmp_path: Path) -> N
 def test_default_embedding_judge_meets_its_accuracy_targets() -> None:
     """The README's numbers: refusal-vs-compliance accuracy on the held-out splits it never saw."""
     judge = make_judge("embedding")
-    labelled = builtin_labelled()
+    labelled = written_labelled()
     written = calibrate(judge, [e for e in labelled if e.split == "test"])
     real = calibrate(judge, [e for e in labelled if e.split == "heldout"])
     patterns_real = calibrate(RefusalPatternJudge(), [e for e in labelled if e.split == "heldout"])

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-from alignkit.judges.base import OUTCOMES, Judge, Outcome, Verdict
+from alignkit.judges.base import LABELS, OUTCOMES, Judge, Outcome, Verdict, three_class
 from alignkit.judges.patterns import RefusalPatternJudge
 
-JUDGES = ("embedding", "patterns", "llm:<model>")
+DEFAULT_JUDGE = "pair"
+"""The judge every command uses unless told otherwise: the prompt-and-reply cross-encoder."""
+JUDGES = ("pair", "embedding", "patterns", "llm:<model>")
 """Judge specs `make_judge` takes."""
 
-__all__ = ["JUDGES", "OUTCOMES", "Judge", "Outcome", "RefusalPatternJudge", "Verdict", "make_judge"]
+__all__ = [
+    "DEFAULT_JUDGE",
+    "JUDGES",
+    "LABELS",
+    "OUTCOMES",
+    "Judge",
+    "Outcome",
+    "RefusalPatternJudge",
+    "Verdict",
+    "make_judge",
+    "three_class",
+]
 
 
 def make_judge(spec: str, *, backend: str = "hf", base_url: str | None = None) -> Judge:
-    """`embedding` (default), `patterns`, or `llm:<model>` graded by that model on `backend`."""
+    """`pair` (default: reads prompt and reply together), `embedding` (reads the reply alone), `patterns`,
+    or `llm:<model>` graded by that model on `backend`. The trained judges train on first use and are
+    cached under $ALIGNKIT_HOME/judges."""
+    if spec == "pair":
+        from alignkit.judges.pair import train_judge
+
+        return train_judge()
     if spec == "embedding":
         from alignkit.judges.embedding import EmbeddingJudge
 

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from alignkit.embeddings import DEFAULT_ENCODER, packaged_encoder
-from alignkit.judges.base import OUTCOMES, Verdict
-from alignkit.judges.labels import LabelledResponse, builtin_labelled
+from alignkit.judges.base import OUTCOMES, Verdict, three_class
+from alignkit.judges.labels import LabelledResponse, written_labelled
 from alignkit.models import home
 
 
@@ -88,7 +88,7 @@ class EmbeddingJudge:
         ref = _encoder_ref(encoder)
         tokenizer = AutoTokenizer.from_pretrained(ref)
         model = ReplyClassifier(AutoModel.from_pretrained(ref))
-        labels = torch.tensor([OUTCOMES.index(e.label) for e in examples])
+        labels = torch.tensor([OUTCOMES.index(three_class(e.label)) for e in examples])
         counts = torch.bincount(labels, minlength=len(OUTCOMES)).float().clamp(min=1.0)
         class_weights = counts.sum() / (len(OUTCOMES) * counts)
         opt = torch.optim.AdamW(
@@ -129,8 +129,8 @@ class EmbeddingJudge:
 
     @classmethod
     def default(cls, log: Callable[[str], None] | None = None) -> EmbeddingJudge:
-        """Trained on the built-in train split, once; later loads come from the cache."""
-        examples = [e for e in builtin_labelled() if e.split == "train"]
+        """Trained on the first labelled set's train split, once; later loads come from the cache."""
+        examples = [e for e in written_labelled() if e.split == "train"]
         cfg = TrainConfig()
         h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
         for ex in examples:
@@ -191,5 +191,5 @@ class EmbeddingJudge:
         for row in self.probabilities(responses):
             k = int(row.argmax())
             why = ", ".join(f"{o}={float(p):.2f}" for o, p in zip(OUTCOMES, row, strict=True))
-            verdicts.append(Verdict(OUTCOMES[k], rationale=why))
+            verdicts.append(Verdict(OUTCOMES[k], rationale=why, confidence=float(row[k])))
         return verdicts
