@@ -5,31 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from alignkit.errors import AlignkitError
-from alignkit.train.config import load_config
+from alignkit.train.config import LoraSettings, load_config
 
 RLMethod = Literal["grpo", "ppo"]
 RL_METHODS: tuple[RLMethod, ...] = ("grpo", "ppo")
 
 
-class RLConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RLConfig(LoraSettings):
     method: RLMethod = "grpo"
     """grpo (group-normalised outcome advantages, no value head) or ppo (value head, GAE, adaptive KL)."""
-    lora: bool = True
-    """Train LoRA adapters (peft); the reference is the model with its adapters disabled. False trains every weight
-    against a frozen copy."""
-    lora_r: int = Field(16, ge=1)
-    """LoRA rank."""
-    lora_alpha: int = Field(32, ge=1)
-    """LoRA scale numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout on the LoRA input; keep 0 so that the first update's ratios are exactly 1 (on-policy)."""
-    lora_target_modules: list[str] | str = "all-linear"
-    """Modules that get adapters: peft's `all-linear` or a list of module names."""
     learning_rate: float = Field(1e-5, gt=0)
     """Peak learning rate."""
     scheduler: Literal["constant", "linear", "cosine"] = "constant"
@@ -95,6 +82,8 @@ class RLConfig(BaseModel):
     """bf16 autocast; None means on when a GPU is used."""
     threads: int | None = None
     """torch intra-op threads on CPU (None: torch's default)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files under out/tensorboard."""
     merge: bool = True
     """After LoRA training, also write the merged model (out/model)."""
     sampler: Literal["hf"] = "hf"

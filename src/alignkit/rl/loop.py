@@ -9,9 +9,10 @@ One RL step:
      into the rewards (the score lands on the last token) and runs GAE on its value head;
   5. update: `epochs` passes of clipped-surrogate steps over mini-batches (`alignkit.rl.objectives`).
 
-Checkpoints, resume, metrics.jsonl and the export follow the offline loop (`alignkit.train.loop`): rerun the same
-call after a kill and it resumes from the last whole checkpoint, dropping metric lines written after it. Sampling is
-seeded from (seed, step, process), so a resumed step samples the same replies as the uninterrupted one did.
+The run folder (config.yaml, metrics.jsonl, checkpoints, resume, the export) is the one the offline loop uses
+(`alignkit.train.rundir.RunDir`): rerun the same call after a kill and it resumes from the last whole checkpoint,
+dropping metric lines written after it. Sampling is seeded from (seed, step, process), so a resumed step samples the
+same replies as the uninterrupted one did.
 
 Dropout stays at the model's setting during updates; sampling and scoring run in eval mode. With lora_dropout = 0
 (the default) the first pass over each batch is exactly on-policy (ratio 1).
@@ -48,9 +49,8 @@ from alignkit.rl.monitor import GamingMonitor, MonitorPoint
 from alignkit.rl.rewards import Reward, parse_reward, reward_name
 from alignkit.rl.rollout import HFSampler, PolicyValue, Sampler
 from alignkit.train.batches import Sequence_, collate
-from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
-from alignkit.train.config import TrainConfig
-from alignkit.train.loop import _load_model, _seed_everything
+from alignkit.train.checkpoint import load_tensors
+from alignkit.train.rundir import RunDir, adamw, load_model, load_tokenizer, lr_scheduler, seed_everything
 from alignkit.types import Prompt
 
 Progress = Callable[[str, int, int], None]
@@ -117,9 +117,6 @@ class RLTrainer:
         gold: str | Reward | None = None,
         sampler: Sampler | None = None,
     ) -> None:
-        from accelerate import Accelerator
-        from transformers import AutoTokenizer
-
         from alignkit.backends.hf import render_chat
         from alignkit.models import resolve
 
@@ -129,11 +126,10 @@ class RLTrainer:
             raise AlignkitError("grpo needs group_size >= 2 (advantages are normalised within each prompt's group)")
         if cfg.stop_on_gaming and gold is None:
             raise AlignkitError("stop_on_gaming needs a gold signal to judge the proxy by (--gold)")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        bf16 = torch.cuda.is_available() if cfg.bf16 is None else cfg.bf16
-        self.acc = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
-        self.world = self.acc.num_processes
+        # the rollouts run where the policy trains: on the device `alignkit.device.pick_device` names
+        self.run_dir = RunDir(self.out, bf16=cfg.bf16, threads=cfg.threads, tensorboard=cfg.tensorboard)
+        self.acc = self.run_dir.acc
+        self.world = self.run_dir.world
         if cfg.prompts_per_step % self.world:
             raise AlignkitError(f"prompts_per_step ({cfg.prompts_per_step}) must divide among {self.world} processes")
         self.prompts = load_rl_prompts(prompts)
@@ -142,14 +138,12 @@ class RLTrainer:
         self.gold = parse_reward(gold) if isinstance(gold, str) else gold
         self.model_name = model
         self.model_path = resolve(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = load_tokenizer(self.model_path)
         self.pad_id = int(self.tokenizer.pad_token_id)
-        _seed_everything(cfg.seed)
-        keys = ("lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "gradient_checkpointing")
-        lora = TrainConfig.model_validate({"method": "sft", **{k: getattr(cfg, k) for k in keys}})
-        self.model = _load_model(self.model_path, lora, self.tokenizer, torch.float32)
+        seed_everything(cfg.seed)
+        self.model = load_model(
+            self.model_path, cfg, self.tokenizer, torch.float32, gradient_checkpointing=cfg.gradient_checkpointing
+        )
         self.ref: PolicyValue | None = None
         if not cfg.lora:
             frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -173,20 +167,24 @@ class RLTrainer:
     # ---- the run ------------------------------------------------------------------------------
 
     def run(self, progress: Progress | None = None) -> RLResult:
-        from transformers import get_scheduler
-
-        cfg, acc = self.cfg, self.acc
+        cfg, acc, run_dir = self.cfg, self.acc, self.run_dir
         started = time.monotonic()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        run_dir.begin(
+            cfg,
+            {
+                "model": self.model_name,
+                "prompts": self.prompts_spec,
+                "reward": reward_name(self.reward),
+                "gold": reward_name(self.gold) if self.gold is not None else None,
+            },
+        )
         policy = PolicyValue(self.model, cfg.method == "ppo", cfg.temperature).to(acc.device)
         params = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+        # fused on a GPU; on the CPU the default kernel, which the published RL figures were measured with (fused
+        # would move every weight by an ulp, and in time the sampled replies)
+        optimizer = adamw(params, cfg.learning_rate, 0.0, fused=acc.device.type == "cuda")
         total = cfg.max_steps * cfg.epochs * self.n_mini
-        name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.scheduler]
-        self.scheduler = get_scheduler(
-            name, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total), num_training_steps=total
-        )
+        self.scheduler = lr_scheduler(optimizer, cfg.scheduler, cfg.warmup_ratio, total)
         self.policy, self.optimizer = acc.prepare(policy, optimizer)
         self.kl_ctl = obj.AdaptiveKLController(cfg.beta, cfg.target_kl, cfg.kl_horizon)
         self.monitor = GamingMonitor(window=cfg.monitor_window, tolerance=cfg.monitor_tolerance)
@@ -205,8 +203,8 @@ class RLTrainer:
             last["gaming"] = self.monitor.add(point, warn=acc.is_main_process)
             stop = bool(last["gaming"] and cfg.stop_on_gaming and self.state["best_updates"] is not None)
             self.state["stopped"] = stop
-            self._log(last)
-            if acc.is_main_process:
+            run_dir.log(last)
+            if run_dir.is_main:
                 self.monitor.write(self.out)
             if done % cfg.save_every == 0 or done == cfg.max_steps or stop:
                 self._save(done)
@@ -214,12 +212,14 @@ class RLTrainer:
                 progress("train", done, cfg.max_steps)
             if stop:
                 break
-        if not last and self.monitor.points:
-            last = self._last_logged()
+        if not last and self.monitor.points:  # resumed after the last step: report what it logged
+            last = (run_dir.logged() or [{}])[-1]
+        run_dir.close()
         exported = done
         if self.state["stopped"]:
             exported = self._load_best()
-        model_dir, adapter_dir = self._export()
+        # the value head is not part of the exported folders
+        model_dir, adapter_dir = run_dir.export(self.policy, self.tokenizer, cfg, merge=cfg.merge)
         result = RLResult(
             out_dir=self.out,
             steps=done,
@@ -231,7 +231,7 @@ class RLTrainer:
             stopped_early=bool(self.state["stopped"]),
             exported_updates=exported,
         )
-        if acc.is_main_process:
+        if run_dir.is_main:
             self.monitor.write(self.out)
             summary = {
                 "method": cfg.method,
@@ -250,7 +250,7 @@ class RLTrainer:
                 "model_dir": str(model_dir) if model_dir else None,
                 "adapter_dir": str(adapter_dir) if adapter_dir else None,
             }
-            (self.out / "rl.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            run_dir.write_summary("rl.json", summary)
         return result
 
     # ---- one RL step --------------------------------------------------------------------------
@@ -480,37 +480,11 @@ class RLTrainer:
 
     def _load_best(self) -> int:
         self.acc.wait_for_everyone()
-        weights = torch.load(self._best_dir / "weights.pt")
+        weights = load_tensors(self._best_dir / "weights.pt")
         self.acc.unwrap_model(self.policy).load_state_dict(weights, strict=False)
         return int(json.loads((self._best_dir / "best.json").read_text(encoding="utf-8"))["updates"])
 
     # ---- persistence --------------------------------------------------------------------------
-
-    def _write_config(self) -> None:
-        if not self.acc.is_main_process:
-            return
-        import yaml
-
-        body = {
-            "model": self.model_name,
-            "prompts": self.prompts_spec,
-            "reward": reward_name(self.reward),
-            "gold": reward_name(self.gold) if self.gold is not None else None,
-            **self.cfg.model_dump(),
-        }
-        (self.out / "config.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-
-    def _log(self, row: dict[str, Any]) -> None:
-        if not self.acc.is_main_process:
-            return
-        clean = {k: (round(v, 8) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()}
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(clean) + "\n")
-
-    def _last_logged(self) -> dict[str, Any]:
-        path = self.out / "metrics.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        return dict(json.loads(lines[-1])) if lines else {}
 
     def _samples(
         self, step: int, prompts: Sequence[Prompt], texts: Sequence[str], rewards: list[float], gold: Any
@@ -523,39 +497,25 @@ class RLTrainer:
                     row["gold"] = float(gold[k])
                 f.write(json.dumps(row) + "\n")
 
-    @property
-    def _ckpt_root(self) -> Path:
-        return self.out / "checkpoints"
-
     def _save(self, step: int) -> None:
         """Policy (and value head), optimizer, RNG states, the scheduler, the KL coefficient and the monitor's
         state (see `alignkit.train.checkpoint`)."""
-        save_checkpoint(self.acc, self._ckpt_root, step, self.scheduler, {"kl_coef": self.kl_ctl.value, **self.state})
+        self.run_dir.save(step, self.scheduler, {"kl_coef": self.kl_ctl.value, **self.state})
 
     def _resume(self) -> int:
-        state = load_checkpoint(self.acc, self._ckpt_root, self.scheduler)
+        logs = ("metrics.jsonl", "samples.jsonl")
+        state = self.run_dir.resume(self.scheduler, logs)
         if state is None:
-            if self.acc.is_main_process:
-                for name in ("metrics.jsonl", "samples.jsonl"):
-                    (self.out / name).unlink(missing_ok=True)
+            if self.run_dir.is_main:
                 shutil.rmtree(self._best_dir, ignore_errors=True)
             return 0
         step = int(state.pop("step"))
         self.kl_ctl.value = float(state.pop("kl_coef"))
         self.state.update(state)
-        if self.acc.is_main_process:
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                truncate_metrics(self.out / name, step)
         self.acc.wait_for_everyone()
-        path = self.out / "metrics.jsonl"
-        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-            row = json.loads(line)
+        for row in self.run_dir.logged():
             self.monitor.add(MonitorPoint(row["step"], row["kl"], row["reward"], row.get("gold")), warn=False)
         return step
-
-    def _export(self) -> tuple[Path | None, Path | None]:
-        """The policy as Hugging Face folders (the value head is not part of them)."""
-        return export_model(self.acc, self.policy, self.tokenizer, self.out, lora=self.cfg.lora, merge=self.cfg.merge)
 
 
 def _unflatten(flat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

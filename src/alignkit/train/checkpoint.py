@@ -1,16 +1,28 @@
 """Checkpoints and export both training loops share: accelerate's state (model, optimizer, RNG) plus the scheduler and a
 small JSON state, written to a temporary folder and renamed into place, then named in `latest`, so a kill
-at any moment leaves the previous checkpoint whole."""
+at any moment leaves the previous checkpoint whole. Everything is read back with `weights_only=True`: tensors
+and plain Python values only, so a planted pickle in a run folder cannot run code."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from alignkit.errors import AlignkitError
+
+
+def load_tensors(path: Path) -> Any:
+    """A file written by `torch.save` holding tensors and plain Python values; anything else is refused unread."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        raise AlignkitError(f"{path}: holds more than tensors and plain values; not loading it") from None
 
 
 def save_checkpoint(acc: Any, root: Path, step: int, scheduler: Any, state: dict[str, Any]) -> None:
@@ -44,16 +56,31 @@ def load_checkpoint(acc: Any, root: Path, scheduler: Any) -> dict[str, Any] | No
         return None
     ckpt = root / pointer.read_text(encoding="utf-8").strip()
     acc.load_state(str(ckpt))
-    scheduler.load_state_dict(torch.load(ckpt / "alignkit_scheduler.pt"))
+    scheduler.load_state_dict(load_tensors(ckpt / "alignkit_scheduler.pt"))
     state: dict[str, Any] = json.loads((ckpt / "alignkit_state.json").read_text(encoding="utf-8"))
     return state
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint a run resumes from, so none is counted twice."""
+    """Drop metric lines written after the checkpoint a run resumes from, so none is counted twice. A last line
+    cut short by a kill is dropped too; a malformed line before it is an error."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = []
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("step"), int)):
+            if number == len(lines):
+                break
+            raise AlignkitError(f"{path}:{number}: not a JSON object with a step")
+        if row["step"] <= step:
+            keep.append(line)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
     os.replace(tmp, path)

@@ -18,21 +18,29 @@ USES_REFERENCE: tuple[Method, ...] = ("dpo", "ipo", "robust", "kto")
 M = TypeVar("M", bound=BaseModel)
 
 
-class TrainConfig(BaseModel):
+class LoraSettings(BaseModel):
+    """What gets trained: LoRA adapters (peft) or every weight. Both training configs (`TrainConfig`,
+    `alignkit.rl.config.RLConfig`) carry these fields at their top level, so `lora_r=8` works in either."""
+
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = "dpo"
-    """Objective: sft, dpo, ipo, robust (robust DPO), simpo, orpo, kto (unpaired labels) or reward (Bradley-Terry)."""
     lora: bool = True
-    """Train LoRA adapters (peft) instead of every weight."""
+    """Train LoRA adapters (peft) instead of every weight. The reference model, where a method has one, is then the
+    base model with its adapters switched off; without LoRA it is a frozen copy (online RL) or log-probs computed
+    before the first update (offline)."""
     lora_r: int = Field(16, ge=1)
     """LoRA rank."""
     lora_alpha: int = Field(32, ge=1)
     """LoRA scale numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout on the LoRA input."""
+    """Dropout on the LoRA input. Online RL: keep 0 so that the first update's ratios are exactly 1 (on-policy)."""
     lora_target_modules: list[str] | str = "all-linear"
     """Modules that get adapters: peft's `all-linear` or a list of module names."""
+
+
+class TrainConfig(LoraSettings):
+    method: Method = "dpo"
+    """Objective: sft, dpo, ipo, robust (robust DPO), simpo, orpo, kto (unpaired labels) or reward (Bradley-Terry)."""
     learning_rate: float = Field(5e-5, gt=0)
     """Peak learning rate after warm-up."""
     weight_decay: float = Field(0.0, ge=0)

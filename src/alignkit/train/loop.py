@@ -1,6 +1,7 @@
 """The one offline training loop: SFT, the DPO family, KTO and reward models, on accelerate.
 
-Recipe owns the loop, objectives own the math (`alignkit.train.objectives`). What makes it fast on a
+Recipe owns the loop, objectives own the math (`alignkit.train.objectives.OBJECTIVES`, one per method), the run
+folder owns config, metrics, checkpoints and the export (`alignkit.train.rundir.RunDir`). What makes it fast on a
 CPU: reference log-probs computed once before training (for LoRA by the base model, adapters off),
 each pair in one row that holds its prompt once (`pack_pairs`), length-grouped batches, LM-head logits
 only at trained positions (`SequenceLogps`), and fused AdamW.
@@ -27,7 +28,6 @@ from typing import Any
 import torch
 
 from alignkit.errors import AlignkitError
-from alignkit.train import objectives as obj
 from alignkit.train.batches import (
     ChatTokenizer,
     Example,
@@ -37,9 +37,11 @@ from alignkit.train.batches import (
     pack_pairs,
     packed_length,
 )
-from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
+from alignkit.train.checkpoint import load_tensors
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import SequenceLogps, SequenceRewards
+from alignkit.train.objectives import OBJECTIVES, Scores
+from alignkit.train.rundir import RunDir, adamw, load_model, load_tokenizer, lr_scheduler, seed_everything
 
 Progress = Callable[[str, int, int], None]
 
@@ -61,84 +63,41 @@ class TrainResult:
     adapter_dir: Path | None = None
 
 
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _load_model(path: str, cfg: TrainConfig, tokenizer: Any, dtype: torch.dtype) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    if cfg.method == "reward":
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
-        model.config.pad_token_id = tokenizer.pad_token_id
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if not cfg.lora:
-        return model
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise AlignkitError("LoRA needs peft: pip install peft") from None
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules,
-        task_type="SEQ_CLS" if cfg.method == "reward" else "CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    if cfg.gradient_checkpointing:
-        model.enable_input_require_grads()
-    return model
-
-
 class Trainer:
     """One training run in `out_dir`: checkpoints, metrics.jsonl, config.yaml, and the exported model."""
 
     def __init__(self, model: str, data: str | Path, out_dir: str | Path, cfg: TrainConfig) -> None:
-        from accelerate import Accelerator
-        from transformers import AutoTokenizer
-
         from alignkit.models import resolve
 
         self.cfg = cfg
         self.out = Path(out_dir)
         self.data_path = Path(data)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        bf16 = torch.cuda.is_available() if cfg.bf16 is None else cfg.bf16
-        # cpu=True when there is no GPU: accelerate then runs several processes as gloo DDP on the CPU
-        self.acc = Accelerator(
-            gradient_accumulation_steps=cfg.grad_accum,
-            mixed_precision="bf16" if bf16 else "no",
-            cpu=not torch.cuda.is_available(),
+        self.run_dir = RunDir(
+            self.out, bf16=cfg.bf16, threads=cfg.threads, grad_accum=cfg.grad_accum, tensorboard=cfg.tensorboard
         )
+        self.acc = self.run_dir.acc
         self.model_path = resolve(model)
         self.model_name = model
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = load_tokenizer(self.model_path)
         self.tok = ChatTokenizer(self.tokenizer, cfg.max_length)
         self.train_set, self.eval_set = load_examples(self.data_path, cfg, self.tok)
         if cfg.method == "kto":
             _add_kl_sequences(self.train_set + self.eval_set, self.tok)
-        _seed_everything(cfg.seed)
-        self.model = _load_model(self.model_path, cfg, self.tokenizer, torch.float32)
+        seed_everything(cfg.seed)
+        self.model = load_model(
+            self.model_path,
+            cfg,
+            self.tokenizer,
+            torch.float32,
+            reward_head=cfg.method == "reward",
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
         # shared-prompt rows need a 4D boolean mask, which SDPA takes as it is (eager attention adds it)
         self.packs = cfg.packs and getattr(self.model.config, "_attn_implementation", None) == "sdpa"
         if self.packs:  # length grouping then sorts pairs by the row they will take
             for e in self.train_set + self.eval_set:
                 e.packed = packed_length(e.seqs[0], e.seqs[1])
-        self.world = self.acc.num_processes
+        self.world = self.run_dir.world
         self.global_batch = cfg.batch_size * cfg.grad_accum * self.world
         per_epoch = len(epoch_order(self.train_set, self.global_batch, cfg.seed, 0))
         self.steps_per_epoch = per_epoch
@@ -147,24 +106,18 @@ class Trainer:
     # ---- the run ------------------------------------------------------------------------------
 
     def run(self, progress: Progress | None = None) -> TrainResult:
-        from transformers import get_scheduler
-
-        cfg, acc = self.cfg, self.acc
+        cfg, acc, run_dir = self.cfg, self.acc, self.run_dir
         started = time.monotonic()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        run_dir.begin(cfg, {"model": self.model_name, "data": str(self.data_path)})
         wrapper: torch.nn.Module = SequenceRewards(self.model) if cfg.method == "reward" else SequenceLogps(self.model)
         wrapper.to(acc.device)
         self.ref = self._reference(wrapper, progress) if cfg.uses_reference else None
         params = [p for p in wrapper.parameters() if p.requires_grad]
-        optimizer = _adamw(params, cfg)
-        name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.scheduler]
-        warmup = math.ceil(cfg.warmup_ratio * self.total_steps)
-        # stepped by hand once per optimizer step: accelerate's wrapper would step it once per process
-        self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=self.total_steps)
+        optimizer = adamw(params, cfg.learning_rate, cfg.weight_decay)
+        self.scheduler = lr_scheduler(optimizer, cfg.scheduler, cfg.warmup_ratio, self.total_steps)
         self.wrapper, self.optimizer = acc.prepare(wrapper, optimizer)
-        start = self._resume()
-        writer = self._tensorboard()
+        state = run_dir.resume(self.scheduler)
+        start = int(state["step"]) if state else 0
         examples_seen, train_seconds = 0, 0.0
         last: dict[str, float] = {}
         orders: dict[int, list[list[Example]]] = {}
@@ -180,19 +133,18 @@ class Trainer:
             done = step + 1
             last.update(step=done, epoch=round(done / self.steps_per_epoch, 4), lr=self.scheduler.get_last_lr()[0])
             if done % cfg.log_every == 0 or done == self.total_steps:
-                self._log(last, writer)
+                run_dir.log(last)
             if cfg.eval_every and done % cfg.eval_every == 0 and done < self.total_steps and self.eval_set:
-                self._log({"step": done, **self.evaluate()}, writer)
+                run_dir.log({"step": done, **self.evaluate()})
             if done % cfg.save_every == 0 or done == self.total_steps:
-                self._save(done)
+                run_dir.save(done, self.scheduler)
             if progress:
                 progress("train", done, self.total_steps)
         eval_metrics = {"step": self.total_steps, **self.evaluate()} if self.eval_set else {}
         if eval_metrics:
-            self._log(eval_metrics, writer)
-        if writer is not None:
-            writer.close()
-        model_dir, adapter_dir = self._export()
+            run_dir.log(eval_metrics)
+        run_dir.close()
+        model_dir, adapter_dir = run_dir.export(self.wrapper, self.tokenizer, cfg, merge=cfg.merge)
         result = TrainResult(
             self.out,
             self.total_steps,
@@ -204,7 +156,7 @@ class Trainer:
             model_dir,
             adapter_dir,
         )
-        if acc.is_main_process:
+        if run_dir.is_main:
             summary = {
                 "method": cfg.method,
                 "model": self.model_name,
@@ -222,7 +174,7 @@ class Trainer:
                 "model_dir": str(model_dir) if model_dir else None,
                 "adapter_dir": str(adapter_dir) if adapter_dir else None,
             }
-            (self.out / "train.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            run_dir.write_summary("train.json", summary)
         return result
 
     # ---- one optimizer step -------------------------------------------------------------------
@@ -275,58 +227,41 @@ class Trainer:
         return {k: v.to(self.acc.device) for k, v in packed.items()}
 
     def _loss(self, part: Sequence[Example]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(summed loss over the micro-batch, its metrics) from the method's objective (`OBJECTIVES`)."""
+        losses, metrics = OBJECTIVES[self.cfg.method](self._scores(part), self.cfg)
+        return losses.sum(), metrics
+
+    def _scores(self, part: Sequence[Example]) -> Scores:
+        """What the objectives read, from one forward pass of the policy (two for KTO) and the cached reference."""
         cfg, n = self.cfg, len(part)
         if cfg.method == "reward":
             b = self._batch([e.seqs[0] for e in part] + [e.seqs[1] for e in part])
             rewards = self.wrapper(b["input_ids"], b["attention_mask"])  # (2n,)
-            losses, metrics = obj.bradley_terry_loss(rewards[:n], rewards[n:])
-            return losses.sum(), metrics
-        if cfg.method == "sft":
-            b = self._batch([e.seqs[0] for e in part])
-            sums, counts, _ = self.wrapper(**b)
-            return -sums.sum(), {"logps/mean_token": (sums / counts.clamp(min=1)).detach()}
-        if cfg.method == "kto":
-            b = self._batch([e.seqs[0] for e in part])
-            sums, _, _ = self.wrapper(**b)
+            return Scores(rewards[:n], rejected=rewards[n:])
+        if not cfg.paired:  # sft, kto: one trained sequence per example
+            sums, counts, _ = self.wrapper(**self._batch([e.seqs[0] for e in part]))
+            if cfg.method == "sft":
+                return Scores(sums, counts)
             with torch.no_grad():
-                kb = self._batch([e.seqs[1] for e in part])
-                kl_sums, _, _ = self.wrapper(**kb)
-            ref = self._ref(part)
-            kl = (kl_sums - ref[:, 1]).mean()
+                kl_sums, _, _ = self.wrapper(**self._batch([e.seqs[1] for e in part]))
+            kto_ref = self._ref(part)
             desirable = torch.tensor([bool(e.desirable) for e in part], device=sums.device)
-            losses, metrics = obj.kto_loss(
-                sums,
-                ref[:, 0],
-                desirable,
-                kl,
-                beta=cfg.beta,
-                desirable_weight=cfg.kto_desirable_weight,
-                undesirable_weight=cfg.kto_undesirable_weight,
-            )
-            return losses.sum(), metrics
+            return Scores(sums, counts, ref_chosen=kto_ref[:, 0], kl_logps=kl_sums, ref_kl_logps=kto_ref[:, 1],
+                          desirable=desirable)  # fmt: skip
         sums, counts, _ = self.wrapper(**self._pairs(part))  # chosen first, then rejected: one forward pass
-        pc, pr = sums[:n], sums[n:]
-        avg_c, avg_r = pc / counts[:n], pr / counts[n:]
-        if cfg.method == "simpo":
-            losses, metrics = obj.simpo_loss(avg_c, avg_r, beta=cfg.beta, gamma=cfg.simpo_gamma)
-        elif cfg.method == "orpo":
-            losses, metrics = obj.orpo_loss(avg_c, avg_r, -avg_c, beta=cfg.beta)
-        else:
-            ref = self._ref(part)
-            rc, rr = ref[:, 0], ref[:, 1]
-            if cfg.method == "ipo":
-                nc, nr = counts[:n], counts[n:]
-                losses, metrics = obj.ipo_loss(avg_c, avg_r, rc / nc, rr / nr, beta=cfg.beta)
-            elif cfg.method == "robust":
-                losses, metrics = obj.robust_dpo_loss(
-                    pc, pr, rc, rr, beta=cfg.beta, label_smoothing=cfg.label_smoothing
-                )
-            else:
-                smoothing = torch.tensor(
-                    [cfg.label_smoothing if e.weight is None else 1.0 - e.weight for e in part], device=pc.device
-                )
-                losses, metrics = obj.dpo_loss(pc, pr, rc, rr, beta=cfg.beta, label_smoothing=smoothing)
-        return losses.sum(), metrics
+        ref = self._ref(part) if cfg.uses_reference else None
+        smoothing = torch.tensor(
+            [cfg.label_smoothing if e.weight is None else 1.0 - e.weight for e in part], device=sums.device
+        )
+        return Scores(
+            sums[:n],
+            counts[:n],
+            sums[n:],
+            counts[n:],
+            ref_chosen=None if ref is None else ref[:, 0],
+            ref_rejected=None if ref is None else ref[:, 1],
+            label_smoothing=smoothing,
+        )
 
     def _ref(self, part: Sequence[Example]) -> torch.Tensor:
         assert self.ref is not None
@@ -345,7 +280,7 @@ class Trainer:
         ).hexdigest()[:16]
         cache = self.out / f"reference-{key}.pt"
         if cache.exists():
-            cached: torch.Tensor = torch.load(cache)
+            cached: torch.Tensor = load_tensors(cache)
             return cached
         width = max(len(e.seqs) for e in everything)
         ref = torch.zeros((max(e.index for e in everything) + 1, width), dtype=torch.float32)
@@ -403,66 +338,6 @@ class Trainer:
         for k, parts in collected.items():
             out[f"eval/{k}"] = float(torch.nanmean(torch.cat(parts)))
         return out
-
-    # ---- persistence --------------------------------------------------------------------------
-
-    def _write_config(self) -> None:
-        if not self.acc.is_main_process:
-            return
-        import yaml
-
-        body = {"model": self.model_name, "data": str(self.data_path), **self.cfg.model_dump()}
-        (self.out / "config.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-
-    def _log(self, row: dict[str, float], writer: Any) -> None:
-        if not self.acc.is_main_process:
-            return
-        clean = {k: (round(v, 8) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()}
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(clean) + "\n")
-        if writer is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, float | int):
-                    writer.add_scalar(k, v, int(row["step"]))
-
-    def _tensorboard(self) -> Any:
-        if not (self.cfg.tensorboard and self.acc.is_main_process):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise AlignkitError("tensorboard=true needs `pip install tensorboard`") from None
-        return SummaryWriter(str(self.out / "tensorboard"))
-
-    @property
-    def _ckpt_root(self) -> Path:
-        return self.out / "checkpoints"
-
-    def _save(self, step: int) -> None:
-        save_checkpoint(self.acc, self._ckpt_root, step, self.scheduler, {})
-
-    def _resume(self) -> int:
-        state = load_checkpoint(self.acc, self._ckpt_root, self.scheduler)
-        if state is None:
-            if self.acc.is_main_process:
-                (self.out / "metrics.jsonl").unlink(missing_ok=True)
-            return 0
-        step = int(state["step"])
-        if self.acc.is_main_process:
-            truncate_metrics(self.out / "metrics.jsonl", step)
-        return step
-
-    def _export(self) -> tuple[Path | None, Path | None]:
-        """LoRA: the adapter and, with `merge`, the merged model; full fine-tuning: the model."""
-        return export_model(self.acc, self.wrapper, self.tokenizer, self.out, lora=self.cfg.lora, merge=self.cfg.merge)
-
-
-def _adamw(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with torch's fused kernel (one pass over each tensor per step) where this build has it."""
-    try:
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
 def _add_kl_sequences(examples: list[Example], tok: ChatTokenizer) -> None:

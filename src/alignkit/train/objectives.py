@@ -9,12 +9,22 @@ touches a model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from alignkit.train.config import Method, TrainConfig
+
 __all__ = [
     "LOSS_PAPERS",
+    "OBJECTIVES",
+    "Objective",
+    "Scores",
     "bradley_terry_loss",
     "dpo_loss",
     "ipo_loss",
@@ -22,6 +32,7 @@ __all__ = [
     "orpo_loss",
     "robust_dpo_loss",
     "sft_loss",
+    "sft_nll",
     "sft_token_mean",
     "simpo_loss",
 ]
@@ -94,8 +105,26 @@ def sft_loss(token_logps: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tenso
     # where, not multiply: padded positions may hold -inf, and -inf * 0 is NaN
     token_logps = torch.where(mask, token_logps, torch.zeros_like(token_logps))  # (B, T)
     n_tokens = mask.sum(dim=-1).clamp(min=1)  # (B,)
-    mean_logps = token_logps.sum(dim=-1) / n_tokens  # (B,)
-    return -mean_logps, {"logps/mean_token": mean_logps.detach()}
+    nll, metrics = sft_nll(token_logps.sum(dim=-1), n_tokens)
+    return nll / n_tokens, metrics
+
+
+def sft_nll(logps: Tensor, n_tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Supervised fine-tuning as the offline loop weighs it: each example's summed negative log-likelihood.
+
+    The SFT stage of Ouyang et al. 2022 (arXiv:2203.02155). The loop divides the batch's sum of these losses by its
+    count of trained tokens, so every token weighs the same whatever example it is in (`sft_token_mean`, over
+    whole sequences); `sft_loss` divides each by its own count instead, so every example weighs the same.
+
+    Args:
+        logps: (B,) log p of each example's trained tokens, summed.
+        n_tokens: (B,) how many tokens each sum covers.
+
+    Returns:
+        Per-example losses (B,), `-logps`. Metric `logps/mean_token` is the example's mean token log-probability
+        (0 for an example with no trained token).
+    """
+    return -logps, {"logps/mean_token": (logps / n_tokens.clamp(min=1)).detach()}
 
 
 def sft_token_mean(token_logps: Tensor, mask: Tensor) -> Tensor:
@@ -386,3 +415,106 @@ def bradley_terry_loss(
         "rewards/accuracies": (chosen > rejected).float(),
     }
     return losses, metrics
+
+
+# ---- the table the offline loop reads -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One micro-batch as the offline loop scored it, for its method's objective. Log-probabilities are summed over
+    each sequence's trained tokens; every tensor is (B,), one entry per example (per pair for paired methods)."""
+
+    chosen: Tensor
+    """log p of the trained sequence: SFT's reply, KTO's completion, a pair's chosen reply; `reward`: the reward
+    model's score of the chosen reply."""
+    chosen_tokens: Tensor | None = None
+    """Trained tokens in `chosen` (log-prob methods)."""
+    rejected: Tensor | None = None
+    """A pair's rejected reply, as `chosen`."""
+    rejected_tokens: Tensor | None = None
+    ref_chosen: Tensor | None = None
+    """`chosen` under the reference model (methods that use one)."""
+    ref_rejected: Tensor | None = None
+    kl_logps: Tensor | None = None
+    """KTO: log p of each prompt with another example's reply, without gradient (the sample of its KL estimate)."""
+    ref_kl_logps: Tensor | None = None
+    desirable: Tensor | None = None
+    """KTO: True for a desirable completion."""
+    label_smoothing: Tensor | None = None
+    """DPO: each pair's label smoothing (1 - chosen_weight for AI-feedback pairs, else the config's)."""
+
+
+Objective = Callable[["Scores", "TrainConfig"], tuple[Tensor, dict[str, Tensor]]]
+"""(scores, config) -> (per-example losses (B,), detached metrics): the loop sums the losses and divides by the
+global count of examples, or of trained tokens for SFT."""
+
+
+def _given(value: Tensor | None, name: str) -> Tensor:
+    if value is None:
+        raise ValueError(f"this objective needs scores.{name}")
+    return value
+
+
+def _sft(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    return sft_nll(s.chosen, _given(s.chosen_tokens, "chosen_tokens"))
+
+
+def _dpo(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    ref_c, ref_r = _given(s.ref_chosen, "ref_chosen"), _given(s.ref_rejected, "ref_rejected")
+    smoothing = _given(s.label_smoothing, "label_smoothing")
+    return dpo_loss(s.chosen, _given(s.rejected, "rejected"), ref_c, ref_r, beta=cfg.beta, label_smoothing=smoothing)
+
+
+def _ipo(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    n_c, n_r = _given(s.chosen_tokens, "chosen_tokens"), _given(s.rejected_tokens, "rejected_tokens")
+    ref_c, ref_r = _given(s.ref_chosen, "ref_chosen"), _given(s.ref_rejected, "ref_rejected")
+    return ipo_loss(s.chosen / n_c, _given(s.rejected, "rejected") / n_r, ref_c / n_c, ref_r / n_r, beta=cfg.beta)
+
+
+def _robust(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    ref_c, ref_r = _given(s.ref_chosen, "ref_chosen"), _given(s.ref_rejected, "ref_rejected")
+    rejected = _given(s.rejected, "rejected")
+    return robust_dpo_loss(s.chosen, rejected, ref_c, ref_r, beta=cfg.beta, label_smoothing=cfg.label_smoothing)
+
+
+def _simpo(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    avg_c = s.chosen / _given(s.chosen_tokens, "chosen_tokens")
+    avg_r = _given(s.rejected, "rejected") / _given(s.rejected_tokens, "rejected_tokens")
+    return simpo_loss(avg_c, avg_r, beta=cfg.beta, gamma=cfg.simpo_gamma)
+
+
+def _orpo(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    avg_c = s.chosen / _given(s.chosen_tokens, "chosen_tokens")
+    avg_r = _given(s.rejected, "rejected") / _given(s.rejected_tokens, "rejected_tokens")
+    return orpo_loss(avg_c, avg_r, -avg_c, beta=cfg.beta)
+
+
+def _kto(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    kl = (_given(s.kl_logps, "kl_logps") - _given(s.ref_kl_logps, "ref_kl_logps")).mean()
+    return kto_loss(
+        s.chosen,
+        _given(s.ref_chosen, "ref_chosen"),
+        _given(s.desirable, "desirable"),
+        kl,
+        beta=cfg.beta,
+        desirable_weight=cfg.kto_desirable_weight,
+        undesirable_weight=cfg.kto_undesirable_weight,
+    )
+
+
+def _reward(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    return bradley_terry_loss(s.chosen, _given(s.rejected, "rejected"))
+
+
+OBJECTIVES: dict[Method, Objective] = {
+    "sft": _sft,
+    "dpo": _dpo,
+    "ipo": _ipo,
+    "robust": _robust,
+    "simpo": _simpo,
+    "orpo": _orpo,
+    "kto": _kto,
+    "reward": _reward,
+}
+"""Each training method's objective over a scored micro-batch: the one place the offline loop picks a loss."""
