@@ -45,6 +45,7 @@ def peer_loop(backend: HFBackend, texts: list[str], new_tokens: int) -> tuple[li
     start = time.perf_counter()
     for text in texts:
         enc = tok.apply_chat_template([user(text)], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        enc = {k: v.to(backend.device) for k, v in enc.items()}
         with torch.inference_mode():
             seq = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=backend.pad_id)
         new = seq[0, enc["input_ids"].shape[1] :].tolist()
@@ -71,7 +72,8 @@ def main() -> None:
     args = ap.parse_args()
 
     texts = prompts(args.prompts)
-    backend = HFBackend(args.model)
+    # the plain path on both sides: the peer loop is plain transformers, the compiled path has its own bench
+    backend = HFBackend(args.model, generation="plain")
     ours(backend, texts[:2], 4)  # warm-up: first-call allocation and kernel selection
     peer_texts, peer_tokens, peer_s = peer_loop(backend, texts, args.new_tokens)
     peer_rate = peer_tokens / peer_s
@@ -92,6 +94,8 @@ def main() -> None:
         "prompts": len(texts),
         "max_new_tokens": args.new_tokens,
         "threads": torch.get_num_threads(),
+        "device": backend.device_name,
+        "dtype": backend.dtype_name,
         "torch": torch.__version__,
         "machine": platform.machine(),
         "peer": {"tokens": peer_tokens, "seconds": peer_s, "tokens_per_s": peer_rate},
