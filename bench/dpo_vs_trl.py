@@ -1,8 +1,10 @@
 """alignkit's DPO loop vs TRL's DPOTrainer: pairs per second and peak memory, full fine-tuning and LoRA.
 
 Both train the same model on the same pairs with the same settings (batch 4 pairs, max length 256,
-fp32, lr 5e-5 cosine with 10% warm-up, beta 0.1, sigmoid loss, grad clip 1.0, one pass, LoRA r 16 /
-alpha 32 / all-linear). Each run is its own subprocess, so its peak RSS is its own. What is timed:
+fp32 on the CPU, lr 5e-5 cosine with 10% warm-up, beta 0.1, sigmoid loss, grad clip 1.0, one pass, LoRA
+r 16 / alpha 32 / all-linear). `--device cuda --dtype bf16 --batch-size 16` runs both sides on the GPU
+with bf16 autocast over fp32 weights at 16 pairs a batch. Each run is its own subprocess, so its peak
+RSS (and on a GPU its peak allocated GPU memory) is its own. What is timed:
 
 - TRL: `trainer.train()` (reference log-probs are computed inside every step; for full fine-tuning
   TRL keeps a second copy of the model as the reference).
@@ -19,7 +21,7 @@ with pairs built from the default suite (refusals, helpful replies, compliant re
 20-200 tokens), so lengths vary and padding is part of what is measured.
 
     .venv/bin/python bench/dpo_vs_trl.py [--pairs 64] [--modes full,lora] [--repeats 1] [--data prefs.jsonl]
-                                         [--unpacked]
+                                         [--unpacked] [--device cpu|cuda] [--dtype fp32|bf16] [--batch-size 4]
 """
 
 from __future__ import annotations
@@ -123,10 +125,10 @@ def build_pairs(n: int, seed: int, tok: Any) -> list[dict[str, Any]]:
 def collect_pairs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     """`--pairs` pairs rounded down to whole batches, so both trainers take the same steps: from
     `--data`, else the curated preferences (if there are any) topped up with built ones."""
-    n = args.pairs - args.pairs % BATCH
+    n = args.pairs - args.pairs % args.batch_size
     if args.data is not None:
         pairs = conversational(args.data)
-        pairs = pairs[: min(n, len(pairs) - len(pairs) % BATCH)]
+        pairs = pairs[: min(n, len(pairs) - len(pairs) % args.batch_size)]
         return pairs, f"{len(pairs)} pairs from {args.data}"
     pairs, sources = [], []
     if CURATED.exists():
@@ -177,12 +179,23 @@ def peak_rss_mb() -> float:
 
 
 def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux: 5 > /proc/self/clear_refs)."""
+    """Reset VmHWM to the current RSS (Linux: 5 > /proc/self/clear_refs), and the GPU's peak allocation."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
     return True
+
+
+def gpu_peak_mb() -> float | None:
+    """Peak GPU memory allocated by torch since the last reset (None off the GPU)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 # ---- the two children -----------------------------------------------------------------------
@@ -205,14 +218,14 @@ def child_alignkit(args: argparse.Namespace) -> dict[str, Any]:
         scheduler="cosine",
         warmup_ratio=WARMUP,
         epochs=1,
-        batch_size=BATCH,
+        batch_size=args.batch_size,
         max_length=MAX_LENGTH,
         beta=BETA,
         eval_fraction=0.0,
         save_every=10**9,
         log_every=10**9,
         threads=args.threads,
-        bf16=False,
+        bf16=args.dtype == "bf16",
         merge=False,
         seed=0,
         pack_pairs=not args.unpacked,
@@ -242,8 +255,8 @@ def child_alignkit(args: argparse.Namespace) -> dict[str, Any]:
 
     # instance attributes shadow the methods: time the parts that are not training
     trainer._reference = timed("reference", trainer._reference)  # type: ignore[method-assign]
-    trainer._save = timed("checkpoint", trainer._save)  # type: ignore[method-assign]
-    trainer._export = timed("export", trainer._export)  # type: ignore[method-assign]
+    trainer.run_dir.save = timed("checkpoint", trainer.run_dir.save)  # type: ignore[method-assign]
+    trainer.run_dir.export = timed("export", trainer.run_dir.export)  # type: ignore[method-assign]
     t1, c1 = time.perf_counter(), time.process_time()
     result = trainer.run()
     run_s, run_cpu = time.perf_counter() - t1, time.process_time() - c1
@@ -275,6 +288,8 @@ def child_alignkit(args: argparse.Namespace) -> dict[str, Any]:
         "train_peak_rss_mb": train_peak if resettable else None,
         "peak_rss_before_checkpoint_mb": marks.get("peak_before_checkpoint"),
         "peak_rss_mb": max(load_peak, train_peak),
+        "gpu_peak_mb": gpu_peak_mb(),
+        "device": str(trainer.acc.device),
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
 
@@ -292,7 +307,7 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
     path = resolve(args.model)
     config = DPOConfig(
         output_dir=str(Path(args.workdir) / f"trl-{args.mode}"),
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=args.batch_size,
         gradient_accumulation_steps=1,
         num_train_epochs=1,
         learning_rate=LR,
@@ -304,9 +319,9 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
         loss_type=["sigmoid"],
         max_length=MAX_LENGTH,
         precompute_ref_log_probs=False,
-        bf16=False,
+        bf16=args.dtype == "bf16",
         gradient_checkpointing=False,
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         save_strategy="no",
         eval_strategy="no",
         logging_steps=10**6,
@@ -339,7 +354,7 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
     output = trainer.train()
     seconds, cpu_seconds = time.perf_counter() - t1, time.process_time() - c1
     train_peak = peak_rss_mb()
-    pairs = trainer.state.global_step * BATCH
+    pairs = trainer.state.global_step * args.batch_size
     return {
         "trainer": "trl",
         "mode": args.mode,
@@ -354,6 +369,8 @@ def child_trl(args: argparse.Namespace) -> dict[str, Any]:
         "load_peak_rss_mb": load_peak,
         "train_peak_rss_mb": train_peak if resettable else None,
         "peak_rss_mb": max(load_peak, train_peak),
+        "gpu_peak_mb": gpu_peak_mb(),
+        "device": str(trainer.model.device),
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
 
@@ -365,8 +382,10 @@ def run_child(trainer: str, mode: str, args: argparse.Namespace, workdir: str) -
     out = Path(workdir) / f"{trainer}-{mode}.json"
     cmd = [sys.executable, __file__, "--child", trainer, "--mode", mode, "--data", str(args.data)]
     cmd += ["--model", args.model, "--threads", str(args.threads), "--workdir", workdir, "--child-out", str(out)]
+    cmd += ["--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size)]
     cmd += ["--unpacked"] if args.unpacked else []
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
+    env["ALIGNKIT_DEVICE"] = args.device  # alignkit's device rule (`alignkit.device.pick_device`)
     subprocess.run(cmd, check=True, env=env)
     row: dict[str, Any] = json.loads(out.read_text())
     return row
@@ -424,7 +443,7 @@ def data_stats(path: Path, model: str) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--pairs", type=int, default=64, help="pairs to train on (rounded down to whole batches of 4)")
+    ap.add_argument("--pairs", type=int, default=64, help="pairs to train on (rounded down to whole batches)")
     ap.add_argument(
         "--data", type=Path, default=None, help=f"preference JSONL (default: {CURATED} if it exists, topped up)"
     )
@@ -433,12 +452,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs per trainer and mode; the best is reported")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unpacked", action="store_true", help="alignkit: chosen and rejected in separate rows (ablation)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both trainers run")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast over fp32 weights")
+    ap.add_argument("--batch-size", type=int, default=BATCH, help="pairs per optimizer step, both trainers")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dpo_vs_trl.json"))
     ap.add_argument("--child", choices=["alignkit", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["full", "lora"], help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.error("--device cuda: torch sees no GPU")
 
     if args.child:
         row = child_alignkit(args) if args.child == "alignkit" else child_trl(args)
@@ -511,9 +538,10 @@ def main() -> None:
         "data": source,
         "data_stats": stats,
         "settings": {
-            "batch_pairs": BATCH,
+            "batch_pairs": args.batch_size,
             "max_length": MAX_LENGTH,
-            "dtype": "float32",
+            "device": args.device,
+            "dtype": "float32" if args.dtype == "fp32" else "bf16 autocast, fp32 weights",
             "learning_rate": LR,
             "beta": BETA,
             "warmup_ratio": WARMUP,
