@@ -25,6 +25,7 @@ from alignkit.errors import AlignkitError
 from alignkit.layout import POSTURES, RunLayout, stage_names
 from alignkit.metrics import Rate
 from alignkit.presets import Preset
+from alignkit.steer import SteerConfig
 
 Progress = Callable[[str, int, int], None]
 ANCHORS = Path(__file__).parent / "resources" / "anchors" / "everyday.jsonl"
@@ -144,6 +145,14 @@ class Run:
 
         return BackendSpec(batch_size=self.p.batch_size).build(model, name)
 
+    def aligned_backend(self) -> Any:
+        """The aligned model, steered when the last stage is `cast`."""
+        from alignkit.jobs.backend import BackendSpec
+
+        steer = self.layout.train(stage_names(self.p.methods)[-1]) / "adapter" if self.p.methods[-1] == "cast" else None
+        spec = BackendSpec(batch_size=self.p.batch_size, steer=None if steer is None else str(steer))
+        return spec.build(str(self.aligned_model), "aligned")
+
     @property
     def aligned_model(self) -> Path:
         return self.layout.model
@@ -209,7 +218,7 @@ class Run:
         return {"train": train, "test": test}
 
     def after(self) -> dict[str, Any]:
-        target = self.backend(str(self.aligned_model), "aligned")
+        target = self.aligned_backend()
         posture = self._posture(target, "after")
         campaign = self._campaign(target, "test", self.layout.redteam_after)
         return {"posture": posture, "redteam": campaign}
@@ -271,8 +280,6 @@ class Run:
         return self.layout.preferences
 
     def train(self, stage: str, method: str) -> dict[str, Any]:
-        import shutil
-
         from alignkit.jobs.train import TrainSpec, run_train
         from alignkit.rl.loop import RLResult
 
@@ -280,17 +287,15 @@ class Run:
         i = names.index(stage)
         start = self.p.model if i == 0 else self._stage_model(names[i - 1])
         cfg = self.p.train[method]
+        if isinstance(cfg, SteerConfig):
+            return self._steer(stage, start, cfg, last=i == len(names) - 1)
         spec = TrainSpec(config=cfg, model=start, out=self.layout.train(stage), data=self._data_for(method),
                          prompts=self._train_prompts(), reward=f"judge:{self.p.judge}")  # fmt: skip
         result = run_train(spec, self._stage_progress(f"train {stage}"))
         if result.model_dir is None:
             raise AlignkitError(f"training stage {stage} exported no merged model (set train.{method}.merge=true)")
         if i == len(names) - 1:
-            tmp = self.out / "model.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(result.model_dir, tmp)
-            shutil.rmtree(self.aligned_model, ignore_errors=True)
-            os.replace(tmp, self.aligned_model)
+            self._export_aligned(Path(result.model_dir))
         if isinstance(result, RLResult):
             return {"steps": result.steps, "seconds_training": round(result.seconds, 1),
                     "final": {k: v for k, v in result.final_metrics.items() if isinstance(v, float)},
@@ -298,6 +303,29 @@ class Run:
         return {"steps": result.steps, "seconds_training": round(result.train_seconds, 1),
                 "final": {k: v for k, v in result.final_metrics.items() if k in ("loss", "rewards/margins")},
                 "eval": result.eval_metrics, "model_dir": str(result.model_dir)}  # fmt: skip
+
+    def _export_aligned(self, model_dir: Path) -> None:
+        """Copy the last stage's model into `model/`, atomically (a kill leaves the old one or the new)."""
+        import shutil
+
+        tmp = self.out / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model_dir, tmp)
+        shutil.rmtree(self.aligned_model, ignore_errors=True)
+        os.replace(tmp, self.aligned_model)
+
+    def _steer(self, stage: str, start: str, cfg: SteerConfig, last: bool) -> dict[str, Any]:
+        """Fit conditional activation steering on the curated prompts; the weights stay as they are."""
+        from alignkit.steer import fit_steering
+
+        steering = fit_steering(self.backend(start, start), self._train_prompts(), cfg)
+        steering.save(self.layout.train(stage) / "adapter")
+        if last:
+            from alignkit.models import resolve
+
+            self._export_aligned(Path(resolve(start)))
+        return {"behaviour_layer": steering.behaviour_layer, "condition_layer": steering.condition_layer,
+                "probe_holdout_accuracy": round(steering.holdout_accuracy, 4), "model_dir": start}  # fmt: skip
 
     # ---- guard ---------------------------------------------------------------------------------
 
@@ -308,7 +336,7 @@ class Run:
         failing = sorted({f["category"] for f in body["profile"]["failures"]} - {"all", "ordinary"})
         cfg = guard_config_for(GuardConfig.from_constitution(self.constitution), failing)
         self.layout.guard_config.write_text(cfg.to_yaml(), encoding="utf-8")
-        guarded = GuardedBackend(self.backend(str(self.aligned_model), "aligned"), Guard(cfg))
+        guarded = GuardedBackend(self.aligned_backend(), Guard(cfg))
         posture = self._posture(guarded, "guarded")
         return {"failing_categories": failing, "posture": posture, "blocked_inputs": guarded.blocked_inputs,
                 "blocked_outputs": guarded.blocked_outputs}  # fmt: skip

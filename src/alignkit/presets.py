@@ -16,10 +16,12 @@ from alignkit.curate import CurateConfig
 from alignkit.errors import AlignkitError
 from alignkit.rl.config import RL_METHODS, RLConfig
 from alignkit.settings import merge, parse_overrides, validate
+from alignkit.steer import SteerConfig
 from alignkit.train.config import METHODS, TrainConfig
 
-STAGE_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "reward") + RL_METHODS
-"""Training methods a run can chain: every offline method that yields a policy, then online RL."""
+STAGE_METHODS: tuple[str, ...] = (*(m for m in METHODS if m != "reward"), *RL_METHODS, "cast")
+"""Methods a run can chain: every offline method that yields a policy, online RL, and conditional
+activation steering (`cast`, no weight change; last if present)."""
 
 
 class Preset(BaseModel):
@@ -59,8 +61,9 @@ class Preset(BaseModel):
     methods: tuple[str, ...] = ("sft", "dpo")
     """Training stages in order, each from the previous one's merged model: any of sft, dpo, ipo,
     robust, simpo, orpo, kto, grpo, ppo (a method may repeat)."""
-    train: dict[str, TrainConfig | RLConfig] = Field(default_factory=dict)
-    """Settings per method (TrainConfig, or RLConfig for grpo/ppo); a method left out uses the defaults."""
+    train: dict[str, TrainConfig | RLConfig | SteerConfig] = Field(default_factory=dict)
+    """Settings per method (TrainConfig; RLConfig for grpo/ppo; SteerConfig for cast); a method left out
+    uses the defaults."""
     guard: bool = True
     """Derive a guard for the categories that still fail the profile and measure posture through it."""
 
@@ -86,6 +89,8 @@ class Preset(BaseModel):
             raise ValueError(f"unknown method '{bad[0]}'; known: {', '.join(STAGE_METHODS)}")
         if not items:
             raise ValueError("at least one training method")
+        if "cast" in items[:-1]:
+            raise ValueError("cast (steering) must be the last method: a later stage would change the model it reads")
         return tuple(items)
 
     @field_validator("train", mode="before")
@@ -97,24 +102,19 @@ class Preset(BaseModel):
         for method, settings in value.items():
             if method not in STAGE_METHODS:
                 raise ValueError(f"unknown method '{method}'; known: {', '.join(STAGE_METHODS)}")
-            if isinstance(settings, TrainConfig | RLConfig):
+            if isinstance(settings, TrainConfig | RLConfig | SteerConfig):
                 out[method] = settings
                 continue
             body = {**(settings or {}), "method": method}
-            model = RLConfig if method in RL_METHODS else TrainConfig
-            out[method] = validate(model, body, f"train.{method}")
+            out[method] = validate(_config_model(method), body, f"train.{method}")
         return out
 
     @model_validator(mode="after")
     def _every_method_configured(self) -> Preset:
         for method in self.methods:
             if method not in self.train:
-                model = RLConfig if method in RL_METHODS else TrainConfig
-                self.train[method] = model.model_validate({"method": method})
+                self.train[method] = _config_model(method).model_validate({"method": method})
         return self
-
-    def stage_config(self, method: str) -> TrainConfig | RLConfig:
-        return self.train[method]
 
     def resolved(self) -> dict[str, Any]:
         """The preset as plain JSON data, every default filled in, with the settings of the methods it
@@ -122,6 +122,12 @@ class Preset(BaseModel):
         body = self.model_dump(mode="json")
         body["train"] = {m: c for m, c in body["train"].items() if m in self.methods}
         return body
+
+
+def _config_model(method: str) -> type[TrainConfig] | type[RLConfig] | type[SteerConfig]:
+    if method == "cast":
+        return SteerConfig
+    return RLConfig if method in RL_METHODS else TrainConfig
 
 
 _SMOKE_TRAIN = {"max_steps": 2, "batch_size": 4, "max_length": 128, "learning_rate": 1e-3, "eval_fraction": 0.0}
@@ -140,7 +146,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "curate_benign": 8,
         "anchors": 4,
         "curate": {"max_new_tokens": 12, "helpful_samples": 1, "critique_benign": False},
-        "train": {m: _SMOKE_TRAIN for m in STAGE_METHODS if m not in RL_METHODS}
+        "train": {m: _SMOKE_TRAIN for m in STAGE_METHODS if m not in (*RL_METHODS, "cast")}
         | {m: {"max_steps": 2, "prompts_per_step": 2, "group_size": 2, "max_new_tokens": 8} for m in RL_METHODS},
     },
     "cpu-demo": {

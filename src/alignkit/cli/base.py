@@ -79,6 +79,8 @@ with_backend = bundle("backend", [
      None),
     ("device", Annotated[str | None, typer.Option(help="hf: cpu, cuda, cuda:1 (default: $ALIGNKIT_DEVICE, else CUDA "
                                                        "when available).")], None),
+    ("steer", Annotated[str | None, typer.Option(help="hf: a steering folder (a run's cast/adapter) to apply.")],
+     None),
     ("concurrency", Annotated[int, typer.Option(min=1, help="openai: requests in flight at once.")], 8),
     ("base_url", Annotated[str | None, typer.Option(help="openai: base URL, e.g. http://localhost:8000/v1 (else "
                                                           "$OPENAI_BASE_URL).")], None),

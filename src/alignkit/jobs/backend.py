@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from alignkit.backends.base import Backend
+from alignkit.errors import AlignkitError
 
 BackendKind = Literal["hf", "openai", "vllm"]
 
@@ -26,11 +27,15 @@ class BackendSpec:
     """openai: the environment variable that holds the endpoint's API key."""
     device: str | None = None
     """hf: cpu, cuda, cuda:1, ... (None: $ALIGNKIT_DEVICE, else CUDA when available, else CPU)."""
+    steer: str | None = None
+    """hf: a steering folder (a run's `cast/adapter`) applied to every reply: conditional activation steering."""
 
     def build(self, model: str, name: str | None = None) -> Backend:
         """The backend for `model` (a registry name, folder, .gguf, hub id, or the endpoint's model name)."""
         from alignkit.backends import make_backend
 
+        if self.steer is not None and self.kind != "hf":
+            raise AlignkitError("--steer needs --backend hf: steering hooks into the model's layers")
         if self.kind == "openai":
             return make_backend(
                 "openai", model, base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency
@@ -42,4 +47,9 @@ class BackendSpec:
             options["batch_size"] = self.batch_size
         if self.device is not None:
             options["device"] = self.device
-        return make_backend("hf", model, **options)
+        backend = make_backend("hf", model, **options)
+        if self.steer is None:
+            return backend
+        from alignkit.steer import SteeredBackend, Steering
+
+        return SteeredBackend(backend, Steering.load(self.steer), name=name)  # type: ignore[arg-type]
