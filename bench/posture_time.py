@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from alignkit.backends.hf import HFBackend
+from alignkit.jobs.posture import measure
 from alignkit.judges import make_judge
-from alignkit.posture import PostureConfig, measure
+from alignkit.posture import PostureConfig
 from alignkit.profiles import load_profile
 
 

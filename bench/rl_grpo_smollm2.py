@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from alignkit.backends.hf import HFBackend
+from alignkit.jobs.posture import measure
 from alignkit.judges import make_judge
-from alignkit.posture import PostureConfig, PostureResult, measure
+from alignkit.posture import PostureConfig, PostureResult
 from alignkit.profiles import load_profile
 from alignkit.rl import RLConfig, rl_train
 

@@ -17,7 +17,7 @@ from alignkit.errors import AlignkitError
 from alignkit.pipeline import headline_rates, run_stages
 from alignkit.presets import make_preset
 
-from .test_report import CHROMIUM, PROBE, chromium
+from .report.chromium import CHROMIUM, PROBE, chromium
 
 RUN = [sys.executable, "-m", "alignkit", "run", "--preset", "smoke"]
 

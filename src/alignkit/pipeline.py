@@ -352,7 +352,7 @@ class Run:
         return out
 
     def report(self) -> dict[str, Any]:
-        from alignkit.run_report import write_run_report
+        from alignkit.report.run import write_run_report
 
         card = posture_card(self)
         self.layout.card.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
