@@ -143,14 +143,14 @@ class Run:
     def backend(self, model: str, name: str) -> Any:
         from alignkit.jobs.backend import BackendSpec
 
-        return BackendSpec(batch_size=self.p.batch_size).build(model, name)
+        return BackendSpec(kind=self.p.backend, batch_size=self.p.batch_size).build(model, name)
 
     def aligned_backend(self) -> Any:
         """The aligned model, steered when the last stage is `cast`."""
         from alignkit.jobs.backend import BackendSpec
 
         steer = self.layout.train(stage_names(self.p.methods)[-1]) / "adapter" if self.p.methods[-1] == "cast" else None
-        spec = BackendSpec(batch_size=self.p.batch_size, steer=None if steer is None else str(steer))
+        spec = BackendSpec(self.p.backend, self.p.batch_size, steer=None if steer is None else str(steer))
         return spec.build(str(self.aligned_model), "aligned")
 
     @property
@@ -318,7 +318,10 @@ class Run:
         """Fit conditional activation steering on the curated prompts; the weights stay as they are."""
         from alignkit.steer import fit_steering
 
-        steering = fit_steering(self.backend(start, start), self._train_prompts(), cfg)
+        from alignkit.jobs.backend import BackendSpec
+
+        hf = BackendSpec(kind="hf", batch_size=self.p.batch_size).build(start, start)  # steering hooks HF layers
+        steering = fit_steering(hf, self._train_prompts(), cfg)  # type: ignore[arg-type]
         steering.save(self.layout.train(stage) / "adapter")
         if last:
             from alignkit.models import resolve
@@ -443,6 +446,9 @@ def posture_card(run: Run) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     before, after, guarded = posture("before"), posture("after"), posture("guarded")
+    from alignkit.device import dtype_name, pick_device, pick_dtype
+
+    device = pick_device()
     base_path = Path(resolve(run.p.model))
     suite = suite_path("default")
     return {
@@ -460,6 +466,7 @@ def posture_card(run: Run) -> dict[str, Any]:
         "suite": {"name": "default", "split": "test", "sha256": hashlib.sha256(suite.read_bytes()).hexdigest()},
         "judge": {"name": run.p.judge, "calibration": (after or before or {}).get("judge_calibration")},
         "profile": run.p.profile,
+        "ran_on": {"device": str(device), "dtype": dtype_name(pick_dtype(device))},
         "targets": TARGETS,
         "headline": run._headlines(),
         "profile_verdict": {

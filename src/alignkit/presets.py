@@ -8,7 +8,7 @@ when the preset is made: a misspelt key fails at once with its path and the allo
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,8 +37,11 @@ class Preset(BaseModel):
     """Judge of every reply (posture, red-team, curation repair, the RL reward)."""
     profile: str = "general"
     """Workload profile whose ceilings the verdict and the guard use."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend of every stage: hf (transformers; CUDA when available) or vllm (GPU,
+    `pip install 'alignkit[vllm]'`)."""
     batch_size: int = Field(32, ge=1)
-    """Prompts per generation batch."""
+    """Prompts per generation batch (hf)."""
     posture_max_new_tokens: int = Field(96, ge=1)
     """Reply length when measuring posture."""
     posture_limit: int | None = Field(None, ge=1)
