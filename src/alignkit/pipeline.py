@@ -316,9 +316,8 @@ class Run:
 
     def _steer(self, stage: str, start: str, cfg: SteerConfig, last: bool) -> dict[str, Any]:
         """Fit conditional activation steering on the curated prompts; the weights stay as they are."""
-        from alignkit.steer import fit_steering
-
         from alignkit.jobs.backend import BackendSpec
+        from alignkit.steer import fit_steering
 
         hf = BackendSpec(kind="hf", batch_size=self.p.batch_size).build(start, start)  # steering hooks HF layers
         steering = fit_steering(hf, self._train_prompts(), cfg)  # type: ignore[arg-type]
