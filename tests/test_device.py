@@ -104,3 +104,37 @@ def test_batches_pad_without_a_pad_token_and_stay_on_the_cpu() -> None:
     assert {t.device.type for t in [*packed.values(), *collated.values()]} == {"cpu"}
     assert packed["input_ids"].tolist() == [[5, 6, 7, 8]]
     assert packed["position_ids"].tolist() == [[0, 1, 2, 1]]
+
+
+def test_position_id_packing_gives_the_log_probs_of_separate_rows(tiny_model_path: object) -> None:
+    """Sequences packed end to end with restarting position ids and no attention mask (the layout
+    flash/SDPA kernels take) give each sequence the log-probs it has alone in a padded row, in value and
+    gradient; the 4D-mask pair packing stays the default and is checked against the same rows."""
+    from transformers import AutoModelForCausalLM
+
+    from alignkit.train.batches import Sequence_, collate, pack_pairs, pack_sequences, supports_packed_positions
+    from alignkit.train.logps import SequenceLogps
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    assert supports_packed_positions(model)
+    g = torch.Generator().manual_seed(0)
+    seqs = []
+    for n in (9, 4, 13, 6, 1, 7):
+        ids = torch.randint(10, 500, (n,), generator=g).tolist()
+        seqs.append(Sequence_(ids, [0] * (n // 2) + [1] * (n - n // 2)))
+    wrapper = SequenceLogps(model)
+    want, want_n, _ = wrapper(**collate(seqs, 0))
+    want.sum().backward()
+    grad = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    packed = pack_sequences(seqs, None, width=16)
+    assert packed["input_ids"].shape[0] < len(seqs)  # several sequences share a row
+    assert packed["position_ids"][0].tolist()[:13] == list(range(13))
+    got, got_n, _ = wrapper(**packed)
+    got.sum().backward()
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    assert got_n.tolist() == want_n.tolist()
+    torch.testing.assert_close(model.get_input_embeddings().weight.grad, grad, atol=1e-4, rtol=1e-4)
+    pairs = pack_pairs([(seqs[0], seqs[2]), (seqs[3], seqs[5])], None)
+    got_pairs, _, _ = wrapper(**pairs)
+    torch.testing.assert_close(got_pairs, want[[0, 3, 2, 5]], atol=1e-4, rtol=1e-5)

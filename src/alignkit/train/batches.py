@@ -244,3 +244,69 @@ def pack_pairs(pairs: Sequence[tuple[Sequence_, Sequence_]], pad_id: int | None)
         "owner": torch.tensor(owner, dtype=torch.long, device=CPU),
         "counts": counts,
     }
+
+
+PACKED_POSITION_KERNELS = ("flash_attention_2", "flash_attention_3", "sdpa", "flex_attention")
+"""Attention implementations that read sequence boundaries from restarting position ids when no
+attention mask is given: transformers' flash kernels run them as variable-length sequences (no mask
+at all); SDPA and flex build a block-diagonal causal mask from them on the model's device."""
+
+
+def supports_packed_positions(model: Any) -> bool:
+    """Whether `pack_sequences` batches are correct for this model (its attention implementation reads
+    sequence boundaries from position ids)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(inner.config, "_attn_implementation", None) in PACKED_POSITION_KERNELS
+
+
+def pack_sequences(seqs: Sequence[Sequence_], pad_id: int | None, width: int | None = None) -> dict[str, torch.Tensor]:
+    """Whole sequences laid end to end in rows of at most `width` tokens (default: the longest
+    sequence), first-fit by decreasing length, each one's position ids starting again at 0 and no
+    attention mask: the attention kernel keeps the sequences apart (`supports_packed_positions`).
+    Padding at a row's end is one more restarted sequence that nothing trained belongs to.
+
+    Returns the batch for `SequenceLogps` without `attention_mask`: `input_ids` and `position_ids`
+    (R, W), and for each trained token its predicting position `source` (flat index into R x W), its id
+    `target` and its sequence `owner` (the index into `seqs`), with per-sequence `counts` (len(seqs),).
+    Unlike `pack_pairs`, a pair's prompt is stored twice, once per reply: a block-diagonal mask cannot
+    let two replies share a prompt without seeing each other."""
+    width = max(width or 0, max(len(s) for s in seqs))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):
+        fit = next((r for r, free in enumerate(room) if free >= len(seqs[i])), None)
+        if fit is None:
+            rows.append([])
+            room.append(width)
+            fit = len(rows) - 1
+        rows[fit].append(i)
+        room[fit] -= len(seqs[i])
+    used = max(width - free for free in room)
+    ids = torch.full((len(rows), used), _pad(pad_id), dtype=torch.long, device=CPU)
+    pos = torch.zeros((len(rows), used), dtype=torch.long, device=CPU)
+    source: list[int] = []
+    target: list[int] = []
+    owner: list[int] = []
+    counts = torch.zeros(len(seqs), dtype=torch.long, device=CPU)
+    for r, members in enumerate(rows):
+        at = 0
+        for i in members:
+            s = seqs[i]
+            ids[r, at : at + len(s)] = torch.tensor(s.ids, device=CPU)
+            pos[r, at : at + len(s)] = torch.arange(len(s), device=CPU)
+            for j in range(1, len(s)):
+                if s.loss_mask[j]:
+                    source.append(r * used + at + j - 1)
+                    target.append(s.ids[j])
+                    owner.append(i)
+            counts[i] = sum(s.loss_mask[1:])
+            at += len(s)
+        pos[r, at:] = torch.arange(used - at, device=CPU)
+    return {
+        "input_ids": ids,
+        "position_ids": pos,
+        "source": torch.tensor(source, dtype=torch.long, device=CPU),
+        "target": torch.tensor(target, dtype=torch.long, device=CPU),
+        "owner": torch.tensor(owner, dtype=torch.long, device=CPU),
+        "counts": counts,
+    }

@@ -33,7 +33,7 @@ class SequenceLogps(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         loss_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         source: torch.Tensor | None = None,
@@ -45,10 +45,14 @@ class SequenceLogps(nn.Module):
         M is the number of trained tokens in the batch.
 
         Rows of separate sequences (`collate`): `loss_mask` marks the trained tokens, row-major. Packed
-        rows (`pack_pairs`): `source`, `target`, `owner` and `counts` say which positions predict which
-        tokens of which sequence, and `attention_mask` is 4D."""
+        rows (`pack_pairs`, `pack_sequences`): `source`, `target`, `owner` and `counts` say which
+        positions predict which tokens of which sequence; `attention_mask` is 4D (`pack_pairs`) or None
+        (`pack_sequences`: restarting `position_ids` mark the sequences)."""
         body, head = decoder_and_head(self.model)
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        # no KV cache: training needs none, and with one transformers ignores packed position ids
+        hidden = body(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
         if loss_mask is not None:
             trained = loss_mask[:, 1:].bool()  # (N, T-1): position t predicts token t+1
             picked = hidden[:, :-1][trained]  # (M, H)
