@@ -18,7 +18,7 @@ from alignkit.rl.config import RLConfig, load_rl_config
 from alignkit.train.checkpoint import load_checkpoint, load_tensors, truncate_metrics
 from alignkit.train.config import METHODS, LoraSettings, TrainConfig, load_train_config
 from alignkit.train.objectives import OBJECTIVES, Scores, sft_nll, sft_token_mean
-from alignkit.train.rundir import RunDir
+from alignkit.train.rundir import RunDir, mixed_precision
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "alignkit"
 
@@ -188,3 +188,22 @@ def test_run_dir_writes_metrics_and_tensorboard_scalars(tmp_path: Path, monkeypa
 
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert list(written)[:3] == ["model", "method", "lora"] and written["lora_r"] == 4
+
+
+# ---- where the trainers run ------------------------------------------------------------------------
+
+
+def test_trainers_follow_the_device_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALIGNKIT_DTYPE", raising=False)
+    cpu = torch.device("cpu")
+    assert mixed_precision(None, cpu) == "no" and mixed_precision(True, cpu) == "bf16"
+    monkeypatch.setenv("ALIGNKIT_DTYPE", "bf16")
+    assert mixed_precision(None, cpu) == "bf16" and mixed_precision(False, cpu) == "no"
+    if not torch.cuda.is_available():
+        assert mixed_precision(None, torch.device("cuda")) == "bf16"  # the dtype variable still rules
+        monkeypatch.delenv("ALIGNKIT_DTYPE")
+        monkeypatch.setenv("ALIGNKIT_DEVICE", "cuda")
+        with pytest.raises(AlignkitError, match="cuda requested"):
+            RunDir(tmp_path / "run", bf16=None)
+        monkeypatch.setenv("ALIGNKIT_DEVICE", "cpu")
+        assert RunDir(tmp_path / "run", bf16=None).acc.device.type == "cpu"

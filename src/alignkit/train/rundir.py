@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
+from alignkit.device import pick_device, pick_dtype
 from alignkit.errors import AlignkitError
 from alignkit.train.checkpoint import export_model, load_checkpoint, save_checkpoint, truncate_metrics
 from alignkit.train.config import LoraSettings
@@ -114,6 +115,14 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup_ratio: floa
     return get_scheduler(SCHEDULERS[name], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
 
+def mixed_precision(bf16: bool | None, device: torch.device) -> str:
+    """accelerate's `mixed_precision`: bf16 autocast over fp32 weights when `bf16` says so, or, with `bf16` None,
+    where the device rule picks bf16 (`alignkit.device.pick_dtype`: a GPU that supports it, or $ALIGNKIT_DTYPE)."""
+    if bf16 is None:
+        bf16 = pick_dtype(device) == torch.bfloat16
+    return "bf16" if bf16 else "no"
+
+
 class RunDir:
     """One run folder and the accelerate state its run trains under. Every process makes one; files are written by
     the main process only, checkpoints and the export by all of them together."""
@@ -127,10 +136,9 @@ class RunDir:
         grad_accum: int = 1,
         tensorboard: bool = False,
     ) -> None:
-        """`bf16` None: on where the device rule (`alignkit.device`) picks bf16, i.e. on a GPU that supports it."""
+        """Trains on the device `alignkit.device.pick_device` names (a GPU when there is one); `bf16` as in
+        `mixed_precision`."""
         from accelerate import Accelerator
-
-        from alignkit.device import pick_device, pick_dtype
 
         self.out = Path(out)
         self.tensorboard = tensorboard
@@ -138,12 +146,10 @@ class RunDir:
         if threads:
             torch.set_num_threads(threads)
         device = pick_device()
-        if bf16 is None:
-            bf16 = pick_dtype(device) == torch.bfloat16
         # cpu=True off the GPU: accelerate then runs several processes as gloo DDP on the CPU
         self.acc = Accelerator(
             gradient_accumulation_steps=grad_accum,
-            mixed_precision="bf16" if bf16 else "no",
+            mixed_precision=mixed_precision(bf16, device),
             cpu=device.type == "cpu",
         )
 
