@@ -4,7 +4,7 @@ rewards.py     reward specs (`judge:`, `rm:`, `rule:`, weighted sums) -> callabl
 objectives.py  the math as pure functions: group advantages, clipped surrogate, k3 KL, GAE, value loss, adaptive KL
 rollout.py     sampling from the live policy (the `Sampler` seam) and the policy's view of its replies
 config.py      `RLConfig` and `load_rl_config`
-loop.py        `rl_train`: rollouts, rewards, updates; checkpoints, resume, metrics, export
+loop.py        `rl_train`: rollouts, rewards, updates, in the run folder both loops share (`alignkit.train.rundir`)
 monitor.py     proxy and gold against sqrt(KL) (Gao et al. 2022), gaming detection, best-of-n
 """
 
