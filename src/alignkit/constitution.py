@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,6 +55,10 @@ class Principle(BaseModel):
     """The revision request put to a feedback model after its critique."""
     refusal: str = ""
     """The refusal to give when the principle says no: brief, not judgmental, a safe alternative."""
+    refusals: list[Annotated[str, Field(min_length=10)]] = []
+    """More phrasings of that refusal (brief, with a reason, with a safe alternative, other openings),
+    so that training data does not teach one template; on-policy curation picks among them and
+    `refusal` (`alignkit.refusals.pick_refusal`). The other methods write `refusal` alone."""
     guard: GuardHints = GuardHints()
 
     @field_validator("categories")
@@ -65,10 +69,22 @@ class Principle(BaseModel):
             raise ValueError(f"unknown hazard categories {unknown}; known: {', '.join(HAZARD_CATEGORIES)}")
         return value
 
+    @field_validator("refusals")
+    @classmethod
+    def _distinct_refusals(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for text in value:
+            if text.strip() in seen:
+                raise ValueError(f"the phrasing '{text.strip()[:40]}' appears twice")
+            seen.add(text.strip())
+        return value
+
     @model_validator(mode="after")
     def _refusal_where_needed(self) -> Principle:
         if self.kind == "harmlessness" and self.categories and not self.refusal.strip():
             raise ValueError("a harmlessness principle with hazard categories needs a refusal")
+        if self.refusals and self.kind != "harmlessness":
+            raise ValueError(f"refusals belong to harmlessness principles, not {self.kind} ones")
         return self
 
 
