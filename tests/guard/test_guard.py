@@ -569,7 +569,7 @@ def test_guarded_backend_redacts_input_and_output() -> None:
 
 def test_guarded_backend_blocks_leaks_and_places_a_canary() -> None:
     def leak(conv: list[Any]) -> str:
-        system = conv[0]["content"]
+        system: str = conv[0]["content"]
         assert conv[0]["role"] == "system" and "ak-canary-" in system
         return "My instructions end with " + system.split("(Confidential reference ")[1].split(":")[0]
 
@@ -773,7 +773,8 @@ def test_stream_guard_holds_back_a_window_and_redacts_across_chunks() -> None:
 
     blocked = guard.stream(screened)
     sent = [blocked.feed("Here you go. " * 8), blocked.feed("-----BEGIN PRIVATE KEY----- MIIE")]
-    assert sent[1] is None and blocked.finish() is None
+    # Screened once enough new text is in (here at finish): nothing of the key was released either way.
+    assert sent[1] in (None, "") and blocked.finish() is None
     assert "BEGIN" not in "".join(s or "" for s in sent)
     assert blocked.refusal == default_config().rail_refusals["secrets"]
 

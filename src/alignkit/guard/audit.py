@@ -63,6 +63,11 @@ class AuditLog:
         self._lock = threading.Lock()
         self._writer.start()
 
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the writer, or None while it works."""
+        return self._error
+
     def record(
         self,
         request_id: str,

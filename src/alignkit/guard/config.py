@@ -28,6 +28,8 @@ class LimitsConfig(_Section):
     """Longest user message, in approximate tokens."""
     max_turns: int | None = Field(default=200, ge=1)
     """Most messages in one conversation."""
+    max_conversation_chars: int | None = Field(default=100_000, ge=1)
+    """Most characters in all the messages of one conversation together (after normalisation)."""
     max_output_chars: int | None = Field(default=None, ge=1)
     """Replies longer than this are cut at a space (None: no cut)."""
 

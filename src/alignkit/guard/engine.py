@@ -7,6 +7,8 @@ model go to a thread pool so that they overlap. Any rail that raises makes the w
 
 from __future__ import annotations
 
+import bisect
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -16,7 +18,16 @@ from typing import Any
 
 from alignkit.errors import AlignkitError
 from alignkit.guard.audit import AuditLog, AuditRecord
-from alignkit.guard.base import SEVERITY, Decision, Rail, RailContext, Redaction, Side, apply_redactions
+from alignkit.guard.base import (
+    SEVERITY,
+    Decision,
+    Rail,
+    RailContext,
+    Redaction,
+    Side,
+    apply_redactions,
+    merge_redactions,
+)
 from alignkit.guard.config import GuardConfig
 from alignkit.guard.normalize import clean
 from alignkit.guard.rails.canary import new_canary, with_canary
@@ -49,6 +60,8 @@ class Screened:
     prompt: str = ""
     """The last user message, normalised: what the reply answers."""
     suspected: frozenset[str] = frozenset()
+    redacted: bool = False
+    """True when a rail redacted or rewrote some turn before it went upstream."""
 
 
 @dataclass
@@ -98,6 +111,7 @@ def build_rails(
                     max_chars=c.limits.max_input_chars,
                     max_tokens=c.limits.max_input_tokens,
                     max_turns=c.limits.max_turns,
+                    max_conversation_chars=c.limits.max_conversation_chars,
                 )
             )
         elif c.limits.max_output_chars is not None:
@@ -145,6 +159,50 @@ def build_rails(
     return rails
 
 
+def pieces(text: str) -> list[str]:
+    """`text` split after each run of whitespace: pieces that normalise independently (NFKC composes
+    nothing across a space, and the joiner rule reads only a joiner's neighbours)."""
+    return re.findall(r"\S*\s+|\S+$", text) if text else []
+
+
+def redact_in_place(raw: str, redactions: list[Redaction]) -> str:
+    """`raw` with `redactions` (offsets into clean(raw)) applied: pieces they touch are normalised and
+    redacted, every other piece keeps the sender's own characters."""
+    merged = merge_redactions(redactions)
+    out: list[str] = []
+    touched: list[str] = []
+    pos = 0
+    start = 0
+    for piece in pieces(raw):
+        c = clean(piece)
+        end = pos + len(c)
+        hits = any(r.start < end and pos < r.end for r in merged)
+        spans_on = any(r.start < pos < r.end for r in merged)
+        if hits or spans_on:
+            if not touched:
+                start = pos
+            touched.append(c)
+        else:
+            if touched:
+                out.append(_redact_run("".join(touched), start, merged))
+                touched = []
+            out.append(piece)
+        pos = end
+    if touched:
+        out.append(_redact_run("".join(touched), start, merged))
+    return "".join(out)
+
+
+def _redact_run(text: str, offset: int, redactions: list[Redaction]) -> str:
+    end = offset + len(text)
+    local = [
+        Redaction(max(r.start, offset) - offset, min(r.end, end) - offset, r.placeholder if r.start >= offset else "")
+        for r in redactions
+        if r.start < end and offset < r.end
+    ]
+    return apply_redactions(text, local)
+
+
 class Guard:
     """Runs the configured rails; records every decision in the audit log when one is given."""
 
@@ -181,8 +239,10 @@ class Guard:
         return RailContext.of(text, decode=self.config.obfuscation.enabled, **fields)
 
     def _run(self, rails: Sequence[Rail], items: Sequence[tuple[str, RailContext]], side: Side,
-             request_id: str, audited: bool = True) -> list[list[Decision]]:  # fmt: skip
-        """decisions[r][i]: rail r on item i. Failing rails are audited as errors, then GuardError."""
+             request_id: str, audited: bool = True, tally: Tally | None = None) -> list[list[Decision]]:  # fmt: skip
+        """decisions[r][i]: rail r on item i. Failing rails are audited as errors (with what `tally` holds),
+        then GuardError. With `tally`, decisions are added to it instead of the audit log (a stream's
+        windows: the tally is written once, when the stream ends, as one reply's decisions would be)."""
 
         def run_one(rail: Rail) -> tuple[list[Decision], float]:
             start = time.perf_counter()
@@ -218,9 +278,14 @@ class Guard:
                 continue
             decisions, ms = result
             out.append(decisions)
-            if keep and decisions:
+            if decisions and tally is not None:
+                tally.add(rail.name, _most_severe(decisions), ms)
+            elif keep and decisions:
                 d = _most_severe(decisions)
                 records.append(AuditRecord(request_id, rail.name, side, d.action, d.reason, d.category, ms, now))
+        if failed is not None and tally is not None:
+            records = tally.records(request_id, side, now) + records if keep else records
+            tally.clear()
         if self.audit is not None and records:
             self.audit.record_many(records)
         if failed is not None:
@@ -230,15 +295,21 @@ class Guard:
             )
         return out
 
-    def _combine(self, text: str, ctx: RailContext, rails: Sequence[Rail],
-                 decisions: Iterable[Decision]) -> tuple[str, Decision | None]:  # fmt: skip
-        """The text after every redaction and rewrite, or the first blocking decision."""
+    def _combine(self, text: str, ctx: RailContext, rails: Sequence[Rail], decisions: Iterable[Decision],
+                 raw: str | None = None) -> tuple[str, Decision | None]:  # fmt: skip
+        """The text after every redaction and rewrite, or the first blocking decision. With `raw` (what
+        `text` is the clean form of), redactions are made in `raw`'s own wording wherever they allow."""
         ds = list(decisions)
         blocked = next((d for d in ds if d.blocked), None)
         if blocked is not None:
             return text, blocked
         redactions: list[Redaction] = [r for d in ds if d.action == "redact" for r in d.redactions]
-        out = apply_redactions(text, redactions) if redactions else text
+        if not redactions:
+            out = text if raw is None else raw
+        elif raw is None:
+            out = apply_redactions(text, redactions)
+        else:
+            out = redact_in_place(raw, redactions)
         for rail, d in zip(rails, ds, strict=True):
             if d.action == "rewrite":
                 again = rail.check(out, self._context(out, side=ctx.side)) if out != text else d
@@ -285,12 +356,14 @@ class Guard:
         decisions += [_most_severe(ds) for ds in per_rail if ds]
         suspected |= {d.category for ds in per_rail for d in ds if d.category}
         upstream: list[dict[str, Any]] = [dict(m) for m in conversation]
+        redacted = False
         for k, i in enumerate(turns if items else []):
-            text, blocked = self._combine(items[k][0], items[k][1], rest, [ds[k] for ds in per_rail])
+            text, blocked = self._combine(items[k][0], items[k][1], rest, [ds[k] for ds in per_rail],
+                                          raw=conversation[i]["content"])  # fmt: skip
             if blocked is not None:
                 return refused(blocked)
-            if text != items[k][0]:
-                upstream[i]["content"] = text
+            upstream[i]["content"] = text
+            redacted = redacted or text != conversation[i]["content"]
         upstream_system = "\n\n".join(
             [s for s in [operator] if s] + [m["content"] for m in upstream if m["role"] == "system"]
         )
@@ -307,7 +380,7 @@ class Guard:
         upstream_prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), prompt)
         return Screened(
             rid, messages, decisions, canary=canary, system_prompt=upstream_system, prompt=upstream_prompt,
-            suspected=frozenset(suspected),
+            suspected=frozenset(suspected), redacted=redacted,
         )  # fmt: skip
 
     def screen_output(
@@ -316,9 +389,9 @@ class Guard:
         """Check a reply to `screened`; `rails` narrows the check (streaming windows use the fast ones,
         unaudited: the final check records the decisions)."""
         chosen = self.output_rails if rails is None else list(rails)
-        c = clean(text)
         if not chosen:
-            return Reply(c, [], None, changed=c != text)
+            return Reply(text, [], None)
+        c = clean(text)
         ctx = self._context(
             c,
             raw=text,
@@ -332,78 +405,213 @@ class Guard:
         )
         per_rail = self._run(chosen, [(c, ctx)], "output", screened.request_id, audited) if chosen else []
         decisions = [ds[0] for ds in per_rail]
-        out, blocked = self._combine(c, ctx, chosen, decisions)
+        out, blocked = self._combine(c, ctx, chosen, decisions, raw=text)
         if blocked is not None:
             return Reply(self.config.refusal(blocked), decisions, blocked, changed=True)
+        # Nothing redacted or rewritten: the model's own text, not its normalisation.
         return Reply(out, decisions, None, changed=out != text)
 
     def stream(self, screened: Screened, *, final_rails: Sequence[Rail] | None = None) -> StreamGuard:
         return StreamGuard(self, screened, final_rails=final_rails)
 
 
+@dataclass
+class Tally:
+    """Per rail, the most severe decision over a stream's windows and the time they took together."""
+
+    worst: dict[str, tuple[Decision, float]] = field(default_factory=dict)
+
+    def add(self, rail: str, decision: Decision, ms: float) -> None:
+        old = self.worst.get(rail)
+        if old is None:
+            self.worst[rail] = (decision, ms)
+        else:
+            worse = decision if SEVERITY[decision.action] > SEVERITY[old[0].action] else old[0]
+            self.worst[rail] = (worse, old[1] + ms)
+
+    def records(self, request_id: str, side: Side, now: float) -> list[AuditRecord]:
+        return [
+            AuditRecord(request_id, rail, side, d.action, d.reason, d.category, ms, now)
+            for rail, (d, ms) in self.worst.items()
+        ]
+
+    def clear(self) -> None:
+        self.worst.clear()
+
+
+STREAM_OVERLAP = 256
+"""Characters of already-screened text each stream window re-reads, so that a pattern straddling two
+windows is seen whole: longer than any PII or credential pattern's start and the canary's 12-word runs."""
+
+
 class StreamGuard:
-    """Output rails over a stream: text is released only once the fast output rails have seen it with
-    `window` more characters after it (so a pattern that straddles chunks is whole when checked), and
-    only up to a space. At `finish` every output rail (model-backed ones too) checks the whole reply
-    before the held-back rest is released (`final_rails` narrows that check when the model-backed rails
-    have already judged the whole reply). After a block nothing more is released."""
+    """Output rails over a stream, linear in the reply: each window screens only text not screened
+    before, with `STREAM_OVERLAP` characters of what came before it. Text is released only once it has
+    been screened with `window` more characters after it, and only in whole pieces (split after
+    whitespace, each normalised on its own, which NFKC and the joiner rule allow): a piece no redaction
+    touches goes out as the model wrote it. A redaction that would reach text already released stops the
+    stream. The rails' decisions are tallied over the windows and audited once, when the stream finishes
+    or blocks, as a reply's would be. Rails that need the whole reply (model rails, unless `final_rails`
+    leaves them out, and an output length limit) run once at `finish`."""
 
     def __init__(self, guard: Guard, screened: Screened, *, final_rails: Sequence[Rail] | None = None) -> None:
         self.guard = guard
         self.screened = screened
-        self.final_rails = final_rails
         self.window = guard.config.stream_window
-        self.fast_rails = [r for r in guard.output_rails if not r.uses_model]
-        self.received = ""
+        final = list(guard.output_rails if final_rails is None else final_rails)
+        self.window_rails = [r for r in final if not r.uses_model and r.name != "limits"]
+        self.final_rails = [r for r in final if r.uses_model or r.name == "limits"]
+        self.tally = Tally()
+        self.raw: list[str] = []
+        """Pieces as received, each ending after whitespace (the last may be open)."""
+        self.clean: list[str] = []
+        self.ends: list[int] = []
+        """Offset in the clean text where each closed piece ends."""
+        self.open = ""
+        self.text = ""
+        """The clean text of the closed pieces."""
+        self.screened_to = 0
+        self.released_pieces = 0
         self.released = ""
+        self.redactions: list[Redaction] = []
+        """Found and not yet released, in clean-text offsets."""
+        self.done: list[Redaction] = []
+        """Released recently (those an overlap can still see)."""
         self.blocked: Decision | None = None
         self.refusal: str | None = None
         self.reply: Reply | None = None
 
-    def _check(self, text: str, final: bool) -> str | None:
-        """The safe text so far, or None when blocked."""
+    @property
+    def _released_to(self) -> int:
+        return self.ends[self.released_pieces - 1] if self.released_pieces else 0
+
+    def _close_pieces(self, final: bool) -> None:
+        cut = max(self.open.rfind(" "), self.open.rfind("\n"), self.open.rfind("\t")) + 1
         if final:
-            reply = self.reply = self.guard.screen_output(text, self.screened, rails=self.final_rails)
+            cut = len(self.open)
+        elif cut == 0 and len(self.open) > 4 * max(self.window, 16):
+            # Text without spaces (CJK, a long token): close the piece anyway once it runs long.
+            cut = len(self.open) - self.window
+        if cut <= 0:
+            return
+        piece, self.open = self.open[:cut], self.open[cut:]
+        c = clean(piece)
+        self.raw.append(piece)
+        self.clean.append(c)
+        self.text += c
+        self.ends.append(len(self.text))
+
+    def _block(self, decision: Decision, refusal: str) -> None:
+        self.blocked, self.refusal = decision, refusal
+        self._audit()
+
+    def _audit(self) -> None:
+        if self.guard.audit is not None and self.tally.worst:
+            self.guard.audit.record_many(self.tally.records(self.screened.request_id, "output", time.time()))
+        self.tally.clear()
+
+    def _screen(self) -> bool:
+        """Screen the clean text not screened yet; False when blocked."""
+        if self.screened_to >= len(self.text) or not self.window_rails:
+            self.screened_to = len(self.text)
+            return True
+        # From a piece boundary: a window that began mid-word could read a fragment as something else.
+        k = bisect.bisect_right(self.ends, self.screened_to - STREAM_OVERLAP)
+        start = self.ends[k - 1] if k else 0
+        part = self.text[start:]
+        s = self.screened
+        ctx = self.guard._context(
+            part, side="output", conversation=s.conversation, prompt=s.prompt, system_prompt=s.system_prompt,
+            canary=s.canary, suspected=s.suspected, request_id=s.request_id,
+        )  # fmt: skip
+        per_rail = self.guard._run(self.window_rails, [(part, ctx)], "output", s.request_id, tally=self.tally)
+        decisions = [ds[0] for ds in per_rail]
+        blocked = next((d for d in decisions if d.blocked), None)
+        if blocked is not None:
+            self._block(blocked, self.guard.config.refusal(blocked))
+            return False
+        found = [
+            Redaction(start + r.start, start + r.end, r.placeholder)
+            for d in decisions if d.action == "redact" for r in d.redactions
+        ]  # fmt: skip
+        # Redactions already applied to released text show again in the overlap: those are done.
+        found = [r for r in found if not any(d.start <= r.start and r.end <= d.end for d in self.done)]
+        if any(r.start < self._released_to for r in found):
+            self._block(Decision("block", "stream", "redaction reached released text"),
+                        self.guard.config.default_refusal)  # fmt: skip
+            return False
+        self.redactions = merge_redactions(self.redactions + found)
+        self.screened_to = len(self.text)
+        return True
+
+    def _release(self, upto: int) -> str:
+        """Release the closed pieces that end at or before `upto` and cut no redaction."""
+        n = self.released_pieces
+        while n < len(self.ends) and self.ends[n] <= upto:
+            n += 1
+        while n > self.released_pieces and any(r.start < self.ends[n - 1] < r.end for r in self.redactions):
+            n -= 1
+        if n == self.released_pieces:
+            return ""
+        lo, hi = self._released_to, self.ends[n - 1]
+        touched = [r for r in self.redactions if r.start < hi and lo < r.end]
+        if touched:
+            shifted = [Redaction(r.start - lo, r.end - lo, r.placeholder) for r in touched]
+            out = redact_in_place("".join(self.raw[self.released_pieces : n]), shifted)
+            self.done = [d for d in self.done if d.end > lo - STREAM_OVERLAP] + touched
+            self.redactions = [r for r in self.redactions if r.end > hi]
         else:
-            reply = self.guard.screen_output(text, self.screened, rails=self.fast_rails, audited=False)
-        if reply.blocked is not None:
-            self.blocked, self.refusal = reply.blocked, reply.text
-            return None
-        if not reply.text.startswith(self.released):
-            # A redaction reached text already sent: stop rather than send an inconsistent reply.
-            self.blocked = Decision("block", "stream", "redaction reached released text")
-            self.refusal = self.guard.config.default_refusal
-            return None
-        return reply.text
+            out = "".join(self.raw[self.released_pieces : n])
+        self.released_pieces = n
+        self.released += out
+        return out
 
     def feed(self, delta: str) -> str | None:
         """Text now safe to send (may be empty), or None when the stream must stop (see `refusal`)."""
         if self.blocked is not None:
             return None
-        self.received += delta
-        safe = self._check(self.received, final=False)
-        if safe is None:
-            return None
-        limit = len(safe) - self.window
-        if limit <= len(self.released):
+        self.open += delta
+        self._close_pieces(final=False)
+        # Screen in windows of at least `window` new characters: fewer passes, each re-reading the overlap.
+        if len(self.text) - self.screened_to < max(self.window, 64):
             return ""
-        cut = max(safe.rfind(" ", len(self.released), limit + 1), safe.rfind("\n", len(self.released), limit + 1))
-        if cut <= len(self.released):
-            # Text without spaces (CJK, a long token): release at the window edge once it runs long.
-            if limit - len(self.released) < 4 * max(self.window, 16):
-                return ""
-            cut = limit
-        out = safe[len(self.released) : cut]
-        self.released += out
-        return out
+        if not self._screen():
+            return None
+        return self._release(len(self.text) - self.window)
 
     def finish(self) -> str | None:
         """The rest of the reply once every output rail has passed it, or None when blocked."""
         if self.blocked is not None:
             return None
-        safe = self._check(self.received, final=True)
-        if safe is None:
+        self._close_pieces(final=True)
+        if not self._screen():
             return None
-        out = safe[len(self.released) :]
-        self.released += out
+        if self.final_rails:
+            s = self.screened
+            whole = "".join(self.raw)
+            reply = self.guard.screen_output(whole, s, rails=self.final_rails, audited=False)
+            ctx_tally = Tally()
+            for d in reply.decisions:
+                ctx_tally.add(d.rail, d, 0.0)
+            for rail, (d, ms) in ctx_tally.worst.items():
+                self.tally.add(rail, d, ms)
+            if reply.blocked is not None:
+                self._block(reply.blocked, reply.text)
+                return None
+            if reply.changed:
+                # A rewrite (an output length limit): release what is left of the rewritten reply.
+                done = len(self.released)
+                rewritten = reply.text
+                if not rewritten.startswith(self.released) and self.released:
+                    self._block(Decision("block", "stream", "rewrite reached released text"),
+                                self.guard.config.default_refusal)  # fmt: skip
+                    return None
+                self.released = rewritten
+                self._audit()
+                self.reply = Reply(rewritten, reply.decisions, None, changed=True)
+                return rewritten[done:]
+        out = self._release(len(self.text))
+        decisions = [d for d, _ in self.tally.worst.values()]
+        self._audit()
+        self.reply = Reply(self.released, decisions, None, changed=self.released != "".join(self.raw))
         return out

@@ -8,6 +8,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from alignkit.guard.base import Decision, RailContext, Redaction, Side, allow, redact
 
@@ -33,6 +34,7 @@ def luhn_valid(digits: str) -> bool:
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[068]|35|6(?:011|5|4[4-9]|2))")
 
 
+@lru_cache(maxsize=4096)
 def card_valid(number: str) -> bool:
     digits = number.replace(" ", "").replace("-", "")
     if not digits.isdigit():
@@ -55,6 +57,7 @@ IBAN_LENGTHS = {
 _NO_SPACE_DASH = str.maketrans("", "", " \t\n\r\f\v-")
 
 
+@lru_cache(maxsize=4096)
 def iban_valid(candidate: str) -> bool:
     """ISO 13616: the country's length, then the number with its first four characters moved to the end,
     letters as 10..35, is 1 mod 97."""
@@ -108,6 +111,7 @@ def ipv6_valid(candidate: str) -> bool:
     return fixed.count(":") >= 2 and sum(c.isalnum() for c in fixed) >= 3 and ip_valid(fixed)
 
 
+@lru_cache(maxsize=4096)
 def iban_lookalike_valid(candidate: str) -> bool:
     """An IBAN written with look-alike letters for digits ("FRTG SGT3 ...") or leet in its country code
     ("d3 43..."): the country read as letters, the check digits as digits, then the BBAN with either every
