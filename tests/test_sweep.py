@@ -57,8 +57,9 @@ def test_a_sweep_shares_stages_before_training_and_resumes(tmp_path: Path) -> No
     assert [v["name"] for v in body["variants"]] == ["sft-dpo", "sft-orpo"]
     first = json.loads((out / "sft-dpo" / "stages.json").read_text())
     second = json.loads((out / "sft-orpo" / "stages.json").read_text())
-    for stage in ("baseline", "redteam", "curate"):
+    for stage in ("baseline", "redteam", "curate", "sft"):
         assert second[stage] == first[stage], f"{stage} was run again instead of shared"
+    assert (out / "sft-orpo" / "sft" / "adapter").exists() and not (out / "sft-orpo" / "sft" / "model").exists()
     assert "orpo" in second and "dpo" not in second
     assert (out / "sft-orpo" / "data" / "preferences.jsonl").read_bytes() == (
         out / "sft-dpo" / "data" / "preferences.jsonl"

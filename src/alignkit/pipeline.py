@@ -218,6 +218,10 @@ class Run:
         return {"train": train, "test": test}
 
     def after(self) -> dict[str, Any]:
+        if not self.aligned_model.exists():  # every training stage was shared from another run (a sweep)
+            from alignkit.models import resolve
+
+            self._export_aligned(Path(resolve(self._stage_model(stage_names(self.p.methods)[-1]))))
         target = self.aligned_backend()
         posture = self._posture(target, "after")
         campaign = self._campaign(target, "test", self.layout.redteam_after)

@@ -3,8 +3,10 @@
 Each variant is a full `alignkit run` into `DIR/<variant>/`. Variants whose settings agree on everything
 before training (model, judge, measuring budgets, red-team, curation) share those stages: the first one
 runs them, the others start from a copy, so a sweep over training recipes pays for baseline, red-team and
-curation once. A killed sweep resumes: finished variants are skipped, the one in progress resumes inside
-itself. `sweep.json`, `sweep.md` and `sweep.html` (table and Pareto plot) are written after each variant.
+curation once. Training stages are shared the same way as far as two variants' method chains agree
+(same methods with the same settings, in order): `[sft, dpo]` and `[sft, orpo]` train SFT once. A killed
+sweep resumes: finished variants are skipped, the one in progress resumes inside itself. `sweep.json`,
+`sweep.md` and `sweep.html` (table and Pareto plot) are written after each variant.
 """
 
 from __future__ import annotations
@@ -126,18 +128,46 @@ def shared_key(preset: Preset, constitution: str) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _seed_from(source: Path, target: Path) -> None:
-    """Start `target`'s run with `source`'s finished shared stages (folders and their stages.json lines)."""
+def _chain(preset: Preset) -> list[tuple[str, str]]:
+    """(stage, hash of the method chain up to and including it): two variants whose chains agree up to a
+    stage trained the same model there."""
+    from alignkit.layout import stage_names
+
+    out, body = [], []
+    for stage, method in zip(stage_names(preset.methods), preset.methods, strict=True):
+        body.append([method, preset.train[method].model_dump(mode="json")])
+        out.append((stage, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]))
+    return out
+
+
+def _seed_from(source: Path, source_preset: Preset, target: Path, preset: Preset) -> list[str]:
+    """Start `target`'s run with what `source` finished that `target` would do the same way: the stages
+    before training (copied), then the longest common prefix of training stages (their adapter and metrics
+    copied; the next stage starts from the source's model, which stays where it is). Returns the stages."""
     src, dst = RunLayout(source), RunLayout(target)
-    if dst.stages.exists():
-        return
+    if dst.stages.exists() or not src.stages.exists():
+        return []
     done = json.loads(src.stages.read_text(encoding="utf-8"))
+    if not all(s in done for s in SHARED_STAGES):
+        return []
     dst.root.mkdir(parents=True, exist_ok=True)
     for folder in (src.posture("before"), src.redteam_train, src.redteam_before, src.curate, src.data):
         if folder.exists():
             shutil.copytree(folder, dst.root / folder.name, dirs_exist_ok=True)
     shared = {k: v for k, v in done.items() if k in SHARED_STAGES}
+    for (stage, key), (other, other_key) in zip(_chain(preset), _chain(source_preset), strict=False):
+        if stage != other or key != other_key or stage not in done:
+            break
+        for name in ("adapter", "metrics.jsonl", "config.yaml"):
+            path = src.train(stage) / name
+            if path.is_dir():
+                shutil.copytree(path, dst.train(stage) / name, dirs_exist_ok=True)
+            elif path.exists():
+                dst.train(stage).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dst.train(stage) / name)
+        shared[stage] = done[stage]
     dst.stages.write_text(json.dumps(shared, indent=1) + "\n", encoding="utf-8")
+    return list(shared)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
@@ -148,15 +178,20 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, progress: Progress | None = 
     out.mkdir(parents=True, exist_ok=True)
     variants = expand(spec)
     (out / "sweep.yaml").write_text(json.dumps(spec.model_dump(mode="json"), indent=1) + "\n", encoding="utf-8")
-    first_with: dict[str, Path] = {}
+    earlier: dict[str, list[tuple[Path, Preset]]] = {}
     rows: list[dict[str, Any]] = []
     for i, (name, preset) in enumerate(variants):
         folder = out / name
         key = shared_key(preset, spec.constitution)
-        source = first_with.get(key)
-        if source is not None and _shared_done(source):
-            _seed_from(source, folder)
-        first_with.setdefault(key, folder)
+        # the earlier variant that shares the most finished stages with this one
+        best: tuple[int, Path, Preset] | None = None
+        for source, source_preset in earlier.get(key, []):
+            common = sum(1 for _ in _common_prefix(_chain(preset), _chain(source_preset)))
+            if best is None or common > best[0]:
+                best = (common, source, source_preset)
+        if best is not None:
+            _seed_from(best[1], best[2], folder, preset)
+        earlier.setdefault(key, []).append((folder, preset))
         started = time.monotonic()
         inner = _prefixed(progress, f"{name} ({i + 1}/{len(variants)})")
         result = run_pipeline(preset, spec.constitution, folder, inner)
@@ -165,9 +200,13 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, progress: Progress | None = 
     return {"variants": rows}
 
 
-def _shared_done(folder: Path) -> bool:
-    path = RunLayout(folder).stages
-    return path.exists() and all(s in json.loads(path.read_text(encoding="utf-8")) for s in SHARED_STAGES)
+def _common_prefix(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = []
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        out.append(x)
+    return out
 
 
 def _prefixed(progress: Progress | None, prefix: str) -> Progress | None:
