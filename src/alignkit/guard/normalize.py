@@ -70,25 +70,37 @@ def _fold_char(c: str) -> str:
     return base if base.isascii() and base.isalnum() else c
 
 
-def _invisible(text: str, i: int) -> bool:
-    o = ord(text[i])
-    if o not in INVISIBLE:
-        return False
-    if o == ZWJ:
-        # Keep the joiner inside emoji sequences (family, profession and flag emoji).
-        prev, nxt = text[i - 1 : i], text[i + 1 : i + 2]
-        return not (prev and nxt and ord(prev) > 0x2000 and ord(nxt) > 0x2000 and not prev.isalpha())
-    return True
+def _pictograph(c: str) -> bool:
+    """An emoji-like symbol: above the letters' blocks, not a letter or digit, and not a look-alike of one
+    (squared and enclosed letters fold to ASCII, so a joiner between them would split a word)."""
+    return ord(c) > 0x2000 and not c.isalnum() and _fold_char(c) == c
 
 
-def clean(text: str) -> str:
-    """NFKC, invisible characters removed, line and paragraph separators as newlines. Idempotent."""
+def _clean_once(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     if text.isascii():
         return text
     text = text.replace("\u2028", "\n").replace("\u2029", "\n")
-    text = "".join(c for i, c in enumerate(text) if not _invisible(text, i))
+    # Joiners are judged by their neighbours once every other invisible character is gone.
+    text = "".join(c for c in text if ord(c) == ZWJ or ord(c) not in INVISIBLE)
+    if chr(ZWJ) in text:
+        n = len(text)
+        text = "".join(
+            c
+            for i, c in enumerate(text)
+            if ord(c) != ZWJ or (0 < i < n - 1 and _pictograph(text[i - 1]) and _pictograph(text[i + 1]))
+        )
     return unicodedata.normalize("NFKC", text)
+
+
+def clean(text: str) -> str:
+    """NFKC, invisible characters removed (a zero-width joiner is kept only between two emoji-like
+    symbols), line and paragraph separators as newlines. Idempotent: repeated until nothing changes
+    (removing a character can let NFKC compose its neighbours, which can change what a joiner sits between)."""
+    out = _clean_once(text)
+    while out != text:
+        text, out = out, _clean_once(out)
+    return out
 
 
 def fold(text: str) -> str:
