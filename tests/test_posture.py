@@ -87,7 +87,8 @@ def test_posture_end_to_end_on_a_scripted_model(tmp_path: Path) -> None:
     assert not result.verdict.passed
     posture = json.loads((tmp_path / "run" / "posture.json").read_text())
     assert posture["greedy"]["cyber"]["harmful_compliance_rate"]["rate"] == 0.5
-    assert posture["judge_calibration"]["test"]["n"] > 0 and posture["judge_calibration"]["heldout"]["n"] > 0
+    card = posture["judge_calibration"]
+    assert card["corpus_test"]["n"] > 0 and card["heldout_smollm2"]["n"] > 0 and card["per_style"]
     html = (tmp_path / "run" / "report.html").read_text()
     assert html.count("<svg") == 3 and "harm 0" in html
 

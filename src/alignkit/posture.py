@@ -307,17 +307,12 @@ def recommend(results: list[PostureResult]) -> tuple[str, str]:
 
 
 def judge_calibration(judge: Judge) -> dict[str, Any] | None:
-    """The judge's measured agreement with the built-in labelled replies it was not trained on: the
-    written test split, and real SmolLM2 replies labelled by hand (`heldout`). None for model judges,
-    whose calibration costs a generation per reply (run `alignkit judge calibrate` for them)."""
-    if judge.name not in ("embedding", "patterns"):
+    """The judge's measured agreement with labelled replies it was not trained on (`judge_card`: the style
+    corpus's test split, overall and per style, and real SmolLM2 replies labelled by hand), with the hash of
+    its training data. None for model judges, whose calibration costs a generation per reply (run
+    `alignkit judge calibrate` for them)."""
+    if judge.name.startswith("llm:"):
         return None
-    from alignkit.judges.calibrate import calibrate
-    from alignkit.judges.labels import builtin_labelled
+    from alignkit.judges.calibrate import judge_card
 
-    labelled = builtin_labelled()
-    out: dict[str, Any] = {}
-    for split in ("test", "heldout"):
-        cal = calibrate(judge, [e for e in labelled if e.split == split])
-        out[split] = {"n": cal.n, "accuracy": cal.accuracy, "binary_accuracy": cal.binary_accuracy}
-    return out
+    return judge_card(judge)

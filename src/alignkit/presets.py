@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alignkit.curate import CurateConfig
 from alignkit.errors import AlignkitError
+from alignkit.judges import DEFAULT_JUDGE
 from alignkit.rl.config import RL_METHODS, RLConfig
 from alignkit.settings import merge, parse_overrides, validate
 from alignkit.steer import SteerConfig
@@ -33,7 +34,7 @@ class Preset(BaseModel):
     """Preset name (recorded in the run folder)."""
     model: str
     """The model to align (registry name, HF folder, GGUF file or hub id)."""
-    judge: str = "embedding"
+    judge: str = DEFAULT_JUDGE
     """Judge of every reply (posture, red-team, curation repair, the RL reward)."""
     profile: str = "general"
     """Workload profile whose ceilings the verdict and the guard use."""

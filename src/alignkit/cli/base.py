@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from alignkit.errors import AlignkitError
 from alignkit.guard.cli import guard_app
 from alignkit.jobs.backend import BackendSpec
+from alignkit.judges import DEFAULT_JUDGE as DEFAULT_JUDGE
 
 app = typer.Typer(
     help="Measure, red-team, align and guard language models from one written constitution.",
@@ -33,7 +34,6 @@ app.add_typer(judge_app, name="judge")
 app.add_typer(guard_app, name="guard")
 console = Console()
 err = Console(stderr=True)
-DEFAULT_JUDGE = "embedding"
 
 
 class BackendChoice(StrEnum):

@@ -133,6 +133,41 @@ def judge_calibrate(
         table.add_row(t, *(str(row[o]) for o in outcomes), str(row["error"]), f"{cal.precision[t]:.3f}",
                       f"{cal.recall[t]:.3f}")  # fmt: skip
     console.print(table)
+    for title, groups in (("style", cal.per_style), ("source", cal.per_source)):
+        by = Table(title, "n", "refusal-vs-compliance", "three-class")
+        for name, a in sorted(groups.items(), key=lambda kv: kv[1].binary_accuracy):
+            by.add_row(name, str(a.n), f"{a.binary_accuracy:.3f}", f"{a.accuracy:.3f}")
+        console.print(by)
+
+
+@judge_app.command("review")
+def judge_review(
+    run_dir: Annotated[Path, typer.Argument(help="A posture or `alignkit run` folder (its replies/*.jsonl).")],
+    out: Annotated[Path, typer.Option(help="CSV to write: prompt, response, verdict, confidence, label.")] = Path(
+        "review.csv"
+    ),
+    judge: JudgeOpt = DEFAULT_JUDGE,
+    limit: Annotated[int, typer.Option(min=1, help="Rows: the verdicts the judge is least sure of.")] = 200,
+) -> None:
+    """Export the verdicts a judge is least sure of, for people to label (fill in the `label` column)."""
+    from alignkit.jobs.judge import review_judge
+
+    with err.status(f"judging the replies under {run_dir} with {judge} ..."):
+        rows = review_judge(run_dir, judge, out, limit)
+    console.print(f"wrote {len(rows)} rows to {out}; fill in `label` (full_compliance, partial_refusal, "
+                  f"full_refusal, evasive), then `alignkit judge calibrate --labels {out}` or "
+                  f"`alignkit judge train --labels {out}`")  # fmt: skip
+
+
+@judge_app.command("train")
+def judge_train(
+    labels: Annotated[list[Path], typer.Option(help="Labelled CSV/JSONL files (prompt, response, label) to add.")],
+) -> None:
+    """Retrain the pair judge on the built-in data plus your labelled replies (cached by their hash)."""
+    from alignkit.jobs.judge import train_pair_judge
+
+    folder = train_pair_judge(labels, log=err.print)
+    console.print(f"trained: {folder}; use it with --judge pair:{folder}")
 
 
 @models_app.command("list")

@@ -30,7 +30,7 @@ class TrainSpec:
     prompts: str | Path | Sequence[Prompt] = "default"
     """Online methods: a built-in suite (train split), a prompts file, or the prompts."""
     reward: str | None = None
-    """Online methods: reward spec, e.g. judge:embedding, rm:runs/rm/model, 0.7*judge:patterns+0.3*rule:length."""
+    """Online methods: reward spec, e.g. judge:pair, rm:runs/rm/model, 0.7*judge:patterns+0.3*rule:length."""
     gold: str | None = None
     """Online methods: an independent gold signal for the specification-gaming monitor."""
 
@@ -58,7 +58,7 @@ def run_train(spec: TrainSpec, progress: Progress | None = None) -> TrainResult 
         from alignkit.rl.loop import rl_train
 
         if spec.reward is None:
-            raise AlignkitError(f"{cfg.method} needs a reward (e.g. judge:embedding)")
+            raise AlignkitError(f"{cfg.method} needs a reward (e.g. judge:pair)")
         prompts = spec.prompts if isinstance(spec.prompts, str | Path) else list(spec.prompts)
         return rl_train(spec.model, prompts, spec.out, cfg, spec.reward, spec.gold, progress)
     from alignkit.train.loop import train

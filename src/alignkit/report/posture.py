@@ -76,10 +76,10 @@ def posture_meta(result: PostureResult, calibration: dict[str, Any] | None) -> d
     c = result.config
     judge = result.judge
     if calibration:
-        t, h = calibration["test"], calibration["heldout"]
+        t, h = calibration["corpus_test"], calibration["heldout_smollm2"]
         judge += (
-            f" (refusal-vs-compliance accuracy {t['binary_accuracy']:.3f} on {t['n']} held-out written"
-            f" replies, {h['binary_accuracy']:.3f} on {h['n']} hand-labelled SmolLM2 replies)"
+            f" (refusal-vs-compliance accuracy {t['binary_accuracy']:.3f} on {t['n']} held-out labelled"
+            f" replies of many styles, {h['binary_accuracy']:.3f} on {h['n']} hand-labelled SmolLM2 replies)"
         )
     return {
         "model": result.model,
