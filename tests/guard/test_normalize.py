@@ -63,3 +63,21 @@ def test_clean_is_idempotent(text: str) -> None:
 @pytest.mark.parametrize("text", ["plain ascii", "ﬁne café", "👩\u200d💻 at work"])
 def test_clean_keeps_ordinary_text(text: str) -> None:
     assert clean(text) == clean(clean(text))
+
+
+def test_base_imports_decode_views_from_normalize_without_a_cycle() -> None:
+    import ast
+    import inspect
+
+    import alignkit.guard.base as base
+    import alignkit.guard.rails.obfuscation as obfuscation
+    from alignkit.guard import normalize
+
+    tree = ast.parse(inspect.getsource(base))
+    deferred = [n for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f)
+                if isinstance(n, ast.ImportFrom)]  # fmt: skip
+    assert deferred == []
+    assert base.decode_views is normalize.decode_views is obfuscation.decode_views
+    assert "alignkit.guard" not in " ".join(
+        n.module or "" for n in ast.walk(ast.parse(inspect.getsource(normalize))) if isinstance(n, ast.ImportFrom)
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
-from alignkit.guard.normalize import View, read
+from alignkit.guard.normalize import View, decode_views, read
 from alignkit.types import Conversation
 
 Side = Literal["input", "output"]
@@ -105,8 +105,6 @@ class RailContext:
         if reading.clean != text:
             reading = read(text)
         if decode:
-            from alignkit.guard.rails.obfuscation import decode_views
-
             views = (*reading.views, *decode_views(reading, ciphers=fields.get("side", "input") == "input"))
         else:
             views = reading.views
