@@ -1,6 +1,6 @@
 """Curation: prompts plus a constitution in, SFT and preference data (TRL's JSONL) out.
 
-One module a method (`sl_cai`, `rlaif`, `distill`), the judge-checked repair they share (`repair`),
+One module a method (`sl_cai`, `rlaif`, `distill`, `onpolicy`), the judge-checked repair they share (`repair`),
 the typed records they write (`records`), and the driver that runs one and resumes it (`core`).
 """
 

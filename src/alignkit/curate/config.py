@@ -5,21 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Method = Literal["sl-cai", "rlaif", "distill"]
-METHODS: tuple[Method, ...] = ("sl-cai", "rlaif", "distill")
+Method = Literal["sl-cai", "rlaif", "distill", "on-policy"]
+METHODS: tuple[Method, ...] = ("sl-cai", "rlaif", "distill", "on-policy")
 
 
 @dataclass
 class CurateConfig:
     method: Method = "sl-cai"
-    """`sl-cai` (critique and revision), `rlaif` (AI-feedback comparisons) or `distill` (context distillation)."""
+    """`sl-cai` (critique and revision), `rlaif` (AI-feedback comparisons), `distill` (context distillation)
+    or `on-policy` (the policy's own judged samples, best over worst, for iterative DPO)."""
     rounds: int = 1
     """sl-cai: critique-revision rounds per reply, each under a freshly drawn principle."""
     critique_benign: bool = True
     """sl-cai: also critique replies to benign prompts. Off, benign replies are self-distilled as the
     paper mixes in helpful samples: kept when the judge finds them helpful, else a helpful sample."""
     samples: int = 2
-    """rlaif: replies sampled per prompt (compared in disjoint pairs)."""
+    """rlaif: replies sampled per prompt (compared in disjoint pairs). on-policy: replies sampled per
+    prompt besides the greedy one, all judged."""
     principles_per_comparison: int = 2
     """rlaif: principles sampled per comparison; their option probabilities are averaged."""
     chain_of_thought: bool = False
@@ -31,8 +33,12 @@ class CurateConfig:
     max_new_tokens: int = 160
     """Length of replies, critiques and revisions."""
     temperature: float = 0.8
-    """Temperature of sampled replies (rlaif samples, helpful fall-backs)."""
+    """Temperature of sampled replies (rlaif and on-policy samples, helpful fall-backs)."""
     seed: int = 0
     """Seeds principle draws and sampling: the same seed gives the same data."""
+    round: int = 1
+    """on-policy: which round of iterated preference optimisation this data is for (1: from the first
+    model, 2: from the model trained on round 1's pairs, ...). Recorded in every record's provenance
+    and mixed into the sampling seeds, so each round draws fresh samples."""
     chunk: int = 16
     """Prompts processed (and persisted) together; generation is batched across them."""

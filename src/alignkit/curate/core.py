@@ -1,8 +1,9 @@
 """Curation: turn prompts and a constitution into SFT and preference data.
 
-Three methods, a module each: `sl-cai` (critique and revision), `rlaif` (AI-feedback comparisons),
-`distill` (context distillation). Every candidate is checked by a judge (`repair`), and every record
-carries its provenance (`records.Source`).
+Four methods, a module each: `sl-cai` (critique and revision), `rlaif` (AI-feedback comparisons),
+`distill` (context distillation), `on-policy` (the policy's own judged samples, iterated in rounds).
+Every candidate is checked by a judge (`repair`), and every record carries its provenance
+(`records.Source`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from alignkit.constitution import Constitution
 from alignkit.curate.config import METHODS, CurateConfig, Method
 from alignkit.curate.context import Context
 from alignkit.curate.distill import distill
+from alignkit.curate.onpolicy import on_policy
 from alignkit.curate.records import DROPPED, Curated, Record, is_repaired
 from alignkit.curate.rlaif import rlaif
 from alignkit.curate.sl_cai import sl_cai
@@ -31,7 +33,7 @@ from alignkit.types import Prompt
 Progress = Callable[[str, int, int], None]
 """Called with (stage, done, total)."""
 Step = Callable[[Context, Sequence[Prompt]], list[Curated]]
-STEPS: dict[Method, Step] = {"sl-cai": sl_cai, "rlaif": rlaif, "distill": distill}
+STEPS: dict[Method, Step] = {"sl-cai": sl_cai, "rlaif": rlaif, "distill": distill, "on-policy": on_policy}
 
 
 @dataclass
@@ -102,7 +104,9 @@ def _check_config(out: Path, cfg: CurateConfig) -> None:
     path = out / "curate_config.json"
     body = {k: v for k, v in asdict(cfg).items() if k != "chunk"}
     if path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
+        # a field added since the folder was written reads as its default there
+        defaults = asdict(CurateConfig())
+        before = {k: defaults[k] for k in body} | json.loads(path.read_text(encoding="utf-8"))
         if before != body:
             changed = sorted(k for k in body if before.get(k) != body[k])
             raise AlignkitError(f"{out} holds a curation with other settings ({', '.join(changed)}); use a new --out")
@@ -148,6 +152,9 @@ def _summary(
             "agree": agree,
             "rate": round(agree / len(scored), 4) if scored else None,
         }
+    if cfg.method == "on-policy":
+        summary["round"] = cfg.round
+        summary["skipped"] = dict(Counter(r["skipped"] for r in records if r.get("skipped")))
     if cfg.method in ("sl-cai", "distill"):
         accepted = sum(1 for r in records if r.get("source") == "model")
         summary["model_replies_accepted_by_judge"] = {"n": len(records), "accepted": accepted}

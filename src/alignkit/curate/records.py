@@ -49,6 +49,12 @@ class Extra(TypedDict, total=False):
     """rlaif, judge overruled: the feedback model's P(first reply better), None when it gave none."""
     confidence: float
     """rlaif: |2 P(first) - 1| of the comparison the pair came from."""
+    round: int
+    """on-policy: the round of iterated preference optimisation the pair was sampled for."""
+    chosen_outcome: Outcome | None
+    """on-policy: the judge's outcome for the chosen reply (None: the constitution's refusal)."""
+    rejected_outcome: Outcome
+    """on-policy: the judge's outcome for the rejected reply."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,20 @@ class RlaifSteps(TypedDict):
     comparisons: list[Comparison]
 
 
+class OnPolicySteps(TypedDict):
+    round: int
+    samples: list[str]
+    """The greedy reply first, then the sampled ones."""
+    outcomes: list[Outcome]
+    degenerate: list[bool]
+    """Empty or looping, as `alignkit.helpfulness.degeneration.check_reply` reads it."""
+    chosen: int | None
+    """Index of the chosen sample; None when the chosen reply came from elsewhere or there is no pair."""
+    rejected: int | None
+    skipped: str | None
+    """Why the prompt yields no pair (`no-contrast: ...`, `no-verdicts`, ...); None when it yields one."""
+
+
 @dataclass(frozen=True)
 class Settled:
     """The reply a prompt ends with after repair, and where it came from; None when it was dropped."""
@@ -175,11 +195,11 @@ class Settled:
 
 @dataclass
 class Curated:
-    """One prompt's line of trace.jsonl: its steps, the reply it settled on (sl-cai, distill), its SFT
+    """One prompt's line of trace.jsonl: its steps, the reply it settled on (sl-cai, distill, on-policy), its SFT
     record and its preference pairs."""
 
     prompt: Prompt
-    steps: SlCaiSteps | DistillSteps | RlaifSteps
+    steps: SlCaiSteps | DistillSteps | RlaifSteps | OnPolicySteps
     settled: Settled | None
     sft: SftRecord | None
     pairs: list[PairRecord]
