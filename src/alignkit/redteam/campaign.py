@@ -129,6 +129,7 @@ def run_campaign(
         done = store.rt_done(target.name, key)
         units = [(a, s, k) for a in attacks for s in seeds for k in range(cfg.samples) if (a.name, s.id, k) not in done]
         total, finished = len(units), 0
+        unfinished: list[dict[str, Any]] = []
         stopped_by: str | None = None
         if progress:
             progress("attack", 0, total)
@@ -146,7 +147,7 @@ def run_campaign(
                 prompts=(cfg.max_prompts - prompts_used) if cfg.max_prompts is not None else 10**12,
                 tokens=(cfg.max_tokens - tokens_used) if cfg.max_tokens is not None else 10**12,
             )
-            if not _run_batch(store, target, judge, batch, cfg, key, budget):
+            if not _run_batch(store, target, judge, batch, cfg, key, budget, unfinished):
                 stopped_by = "max_prompts" if cfg.max_prompts is not None else "max_tokens"
                 break
             finished += len(batch)
@@ -160,10 +161,13 @@ def run_campaign(
     expected = len(attacks) * len(seeds) * cfg.samples
     wanted = {(a.name, s.id) for a in attacks for s in seeds}
     mine = [u for u in all_units if (u["attack"], u["seed_id"]) in wanted and u["sample"] < cfg.samples]
+    # This run's errored units are reported (their errors count apart) but not done: the next run retries them.
+    reported = mine + [{k: u[k] for k in ("attack", "seed_id", "sample", "category", "success", "errors", "trials")}
+                       for u in unfinished]  # fmt: skip
     return CampaignResult(
         model=target.name,
         config=asdict(cfg),
-        units=mine,
+        units=reported,
         complete=len(mine) == expected,
         stopped_by=stopped_by if len(mine) < expected else None,
         usage={"prompts": prompts_used, "tokens": tokens_used, "seconds": seconds},
@@ -189,8 +193,10 @@ def _run_batch(
     cfg: CampaignConfig,
     key: str,
     budget: Budget,
+    unfinished: list[dict[str, Any]],
 ) -> bool:
-    """Run and store a batch of units; False when the prompt budget could not cover all of them."""
+    """Run and store a batch of units; False when the prompt budget could not cover all of them. Units
+    with an errored trial and no success are added to `unfinished` instead of the store."""
     start = time.perf_counter()
     before = (budget.prompts, budget.tokens)
     results: list[list[Trial]]
@@ -234,7 +240,11 @@ def _run_batch(
             "tokens": sum(t.completion_tokens for t in trials) if len(batch) > 1 else before[1] - budget.tokens,
             "seconds": seconds * prompts / spent,
         }
-        if fits or len(batch) > 1:
+        # A unit with an errored trial and no success has no verdict yet: left undone, the next run retries it.
+        errored = unit["errors"] > 0 and not unit["success"]
+        if errored:
+            unfinished.append({**unit, "trials": len(trials)})
+        elif fits or len(batch) > 1:
             store.rt_add_unit(target.name, key, unit, _trial_rows(trials))
     return fits
 
