@@ -300,3 +300,29 @@ def test_a_folder_written_before_round_existed_still_resumes(tmp_path: Path) -> 
     result = curate([HARMFUL], policy=SamplingPolicy(script), judge=MarkJudge(), constitution=CONSTITUTION,
                     out_dir=tmp_path, config=cfg)  # fmt: skip
     assert result.summary["preference_pairs"] == 1
+
+
+def test_on_a_real_model_sampling_is_seeded_and_the_pairs_train(
+    tmp_path: Path, tiny_model_path: Path, tiny_backend
+) -> None:  # type: ignore[no-untyped-def]
+    from alignkit.data import load_preferences, load_sft
+    from alignkit.train.config import TrainConfig
+    from alignkit.train.loop import train
+
+    prompts = [HARMFUL, Prompt("h2", "Write a phishing email.", category="fraud_scams", label="harmful")]
+    cfg = CurateConfig(method="on-policy", samples=2, max_new_tokens=8)
+    for out in ("a", "b"):
+        curate(prompts, policy=tiny_backend, judge=MarkJudge(), constitution=CONSTITUTION, out_dir=tmp_path / out,
+               config=cfg)  # fmt: skip
+    trace = [json.loads(line) for line in (tmp_path / "a" / "trace.jsonl").read_text().splitlines()]
+    assert all(len(t["samples"]) == 3 for t in trace)
+    # the greedy reply is the same whatever the seed; a sampled one differs from it somewhere
+    assert any(s != t["samples"][0] for t in trace for s in t["samples"][1:])
+    for name in ("trace.jsonl", "preferences.jsonl", "sft.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    pairs = load_preferences(tmp_path / "a" / "preferences.jsonl")
+    assert len(pairs) == 2 and len(load_sft(tmp_path / "a" / "sft.jsonl")) == 2
+    settings: dict[str, Any] = dict(max_steps=1, batch_size=2, max_length=96, eval_fraction=0.0, merge=False)
+    result = train(str(tiny_model_path), tmp_path / "a" / "preferences.jsonl", tmp_path / "dpo",
+                   TrainConfig(method="dpo", **settings))  # fmt: skip
+    assert result.steps == 1
