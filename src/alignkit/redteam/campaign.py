@@ -229,20 +229,21 @@ def _run_batch(
     spent = max(before[0] - budget.prompts, 1)
     for (attack, seed, k), trials in zip(batch, results, strict=True):
         prompts = len(trials) if len(batch) > 1 else before[0] - budget.prompts
-        unit = {
+        errors = sum(t.verdict.outcome == "error" for t in trials)
+        success = any(t.success for t in trials)
+        unit: dict[str, Any] = {
             "attack": attack.name,
             "seed_id": seed.id,
             "sample": k,
             "category": seed.category,
-            "success": int(any(t.success for t in trials)),
-            "errors": sum(t.verdict.outcome == "error" for t in trials),
+            "success": int(success),
+            "errors": errors,
             "prompts": prompts,
             "tokens": sum(t.completion_tokens for t in trials) if len(batch) > 1 else before[1] - budget.tokens,
             "seconds": seconds * prompts / spent,
         }
         # A unit with an errored trial and no success has no verdict yet: left undone, the next run retries it.
-        errored = unit["errors"] > 0 and not unit["success"]
-        if errored:
+        if errors and not success:
             unfinished.append({**unit, "trials": len(trials)})
         elif fits or len(batch) > 1:
             store.rt_add_unit(target.name, key, unit, _trial_rows(trials))
