@@ -360,7 +360,9 @@ def _write_csv(f: Any, rows: list[Record]) -> None:
 
 
 def read_done(path: str | Path, key: str = "id") -> dict[str, Record]:
-    """Records already in a results JSONL, by `key`. A torn last line (a killed writer) is cut off."""
+    """Records already in a results JSONL, by `key`. A last line without its newline is kept (and the
+    newline added) when it is a whole record, cut off when it is torn (a killed writer). A line that is not
+    a JSON object with `key` is a DataError naming the file and line."""
     p = Path(path)
     done: dict[str, Record] = {}
     if not p.exists():
@@ -368,18 +370,38 @@ def read_done(path: str | Path, key: str = "id") -> dict[str, Record]:
     data = p.read_bytes()
     keep = len(data) if data.endswith(b"\n") or not data else data.rfind(b"\n") + 1
     if keep != len(data):
-        with p.open("r+b") as f:
-            f.truncate(keep)
+        tail = data[keep:]
+        if _whole_record(tail, key):
+            with p.open("ab") as f:
+                f.write(b"\n")
+            keep = len(data)
+            data += b"\n"
+        else:
+            with p.open("r+b") as f:
+                f.truncate(keep)
     # Only "\n" ends a record: replies may hold U+2028 and friends, which str.splitlines also splits on.
     for n, raw in enumerate(data[:keep].decode("utf-8").split("\n"), start=1):
         if not raw.strip():
             continue
         try:
             rec = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise DataError(p, n, "not valid JSON in an existing results file") from None
+        if not isinstance(rec, dict):
+            raise DataError(p, n, f"not a JSON object ({type(rec).__name__}) in an existing results file")
+        if key not in rec:
+            raise DataError(p, n, f"no {key!r} field in an existing results file")
         done[str(rec[key])] = rec
     return done
+
+
+def _whole_record(raw: bytes, key: str) -> bool:
+    """True when `raw` (a last line without its newline) is a complete record rather than a torn one."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(rec, dict) and key in rec
 
 
 class JsonlAppender:
