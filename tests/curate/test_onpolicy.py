@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +18,9 @@ from alignkit.errors import AlignkitError
 from alignkit.judges.base import Outcome, Verdict
 from alignkit.refusals import refusal_variants
 from alignkit.types import Completion, Conversation, GenerationParams, Prompt
+
+if TYPE_CHECKING:
+    from alignkit.backends.hf import HFBackend
 
 CONSTITUTION = load_constitution("default")
 MARKS: dict[str, Outcome] = {
@@ -303,8 +306,8 @@ def test_a_folder_written_before_round_existed_still_resumes(tmp_path: Path) -> 
 
 
 def test_on_a_real_model_sampling_is_seeded_and_the_pairs_train(
-    tmp_path: Path, tiny_model_path: Path, tiny_backend
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, tiny_model_path: Path, tiny_backend: HFBackend
+) -> None:
     from alignkit.data import load_preferences, load_sft
     from alignkit.train.config import TrainConfig
     from alignkit.train.loop import train
