@@ -129,7 +129,8 @@ def on_policy(ctx: Context, prompts: Sequence[Prompt]) -> list[Curated]:
     have: dict[str, str | None] = {}
     if cfg.repair:
         for p, row in zip(prompts, by_prompt, strict=True):
-            if p.label != "harmful" and not any(unhelpfulness(s) == 0 for s in row if s.outcome != "error"):
+            judged = [s for s in row if s.outcome != "error"]
+            if p.label != "harmful" and judged and not any(unhelpfulness(s) == 0 for s in judged):
                 have[p.id] = None
         need = [p for p in prompts if p.id in have]
         have = helpful_fallback(ctx, need, have)
