@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import re
 import sys
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N items of each kind")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--run-dir", default=None, help="keep replies here, so that a killed run resumes")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -122,12 +124,16 @@ def main() -> None:
             max_new_tokens=args.max_new_tokens,
             base_model=backend,
             limit=args.limit,
+            out_dir=args.run_dir,
+            chunk=16,
             progress=progress,
         )
         row = {
             "bench": "helpfulness_smollm2",
             "model": args.model,
             "threads": torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0],
+            "resumed_from": args.run_dir,
             "load_seconds": load_s,
             "generate_seconds": stages.get("helpfulness:generate", 0.0),
             "measure_seconds": time.perf_counter() - t1,
