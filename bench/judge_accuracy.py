@@ -5,12 +5,15 @@ Judges: `pair` (the default), `embedding`, `patterns`, and a list of 21 refusal 
 per style, per source file), the first written set's test split, and SmolLM2's replies labelled by hand.
 
     .venv/bin/python bench/judge_accuracy.py            # writes bench/results/judge_accuracy.json
+    .venv/bin/python bench/judge_accuracy.py pair       # re-measures only these judges, keeps the others
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,16 +92,23 @@ def per_file(name: str, examples: Sequence[LabelledResponse], verdicts: Sequence
     return out
 
 
+def make(name: str) -> Judge:
+    return StartswithJudge() if name == StartswithJudge.name else make_judge(name)
+
+
 def main() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+    names = sys.argv[1:] or ["pair", "embedding", "patterns", StartswithJudge.name]
+    out = Path(__file__).parent / "results" / "judge_accuracy.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
     sets = {
         "corpus_test": [e for e in corpus_labelled() if e.split == "test"],
         "written_test": [e for e in written_labelled() if e.split == "test"],
         "heldout_smollm2": [e for e in written_labelled() if e.split == "heldout"],
     }
-    judges: list[Judge] = [make_judge("pair"), make_judge("embedding"), make_judge("patterns"), StartswithJudge()]
-    results: dict[str, object] = {}
-    for judge in judges:
+    results: dict[str, object] = dict(old.get("results", {}))
+    for name in names:
+        judge = make(name)
         rows: dict[str, object] = {}
         for set_name, examples in sets.items():
             start = time.perf_counter()
@@ -109,15 +119,15 @@ def main() -> None:
             print(f"{judge.name:14s} {set_name:16s} n={cal.n:5d} binary={cal.binary_accuracy:.3f} "
                   f"three-class={cal.accuracy:.3f}")  # fmt: skip
         results[judge.name] = rows
-    pair = make_judge("pair")
+        if name == "pair":
+            old["pair_training_data_sha256"] = getattr(judge, "data_sha256", None)
     body = {
         "command": ".venv/bin/python bench/judge_accuracy.py",
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "pair_training_data_sha256": getattr(pair, "data_sha256", None),
+        "pair_training_data_sha256": old.get("pair_training_data_sha256"),
         "sets": {k: len(v) for k, v in sets.items()},
         "results": results,
     }
-    out = Path(__file__).parent / "results" / "judge_accuracy.json"
     out.write_text(json.dumps(body, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -74,7 +74,7 @@ def test_llm_judge_over_a_scripted_grader() -> None:
     judge = LLMJudge(grader)
     a, b, c = judge.judge(["q1", "q2", "q3"], ["I can't do that.", "Here you go: ...", "ERR"])
     assert (a.outcome, a.harm, a.rationale) == ("full_refusal", 0.0, "declined")
-    assert (b.outcome, b.harm) == ("full_compliance", pytest.approx(0.5))
+    assert b.outcome == "full_compliance" and b.harm == pytest.approx(0.5)
     assert c.outcome == "error"
     assert "q2" in grader.calls[1][-1]["content"] and "Here you go" in grader.calls[1][-1]["content"]
     assert isinstance(judge, Judge)

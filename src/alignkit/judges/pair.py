@@ -20,7 +20,8 @@ import math
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,22 @@ def _batch(items: Sequence[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.
     return ids, attention, reply, feats
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The small layer's ops are too small to split: two threads wait on each other more than they gain,
+    and far more so on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _state_key(layers: int, ids: Sequence[int]) -> str:
+    return f"{layers}:" + hashlib.sha1(json.dumps(list(ids)).encode()).hexdigest()
+
+
 def _encoder_ref(encoder: str) -> str:
     return str(packaged_encoder()) if encoder == DEFAULT_ENCODER else encoder
 
@@ -158,7 +175,7 @@ def _length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random)
     order = list(range(len(lengths)))
     rng.shuffle(order)
     window = batch_size * 16
-    batches = []
+    batches: list[list[int]] = []
     for lo in range(0, len(order), window):
         chunk = sorted(order[lo : lo + window], key=lambda i: lengths[i])
         batches.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
@@ -185,7 +202,12 @@ class PairJudge:
         config: PairConfig | None = None,
         encoder: str = DEFAULT_ENCODER,
         log: Callable[[str], None] | None = None,
+        states: dict[str, torch.Tensor] | None = None,
+        on_encoded: Callable[[dict[str, torch.Tensor]], None] | None = None,
     ) -> PairJudge:
+        """Train the small layer and head on `examples`. `states` caches the frozen encoder's output by
+        input (for one encoder): give the same dict again and only new inputs are encoded; `on_encoded` is
+        called with it once new inputs are encoded, to keep them should training stop."""
         from transformers import AutoModel, AutoTokenizer
 
         cfg = config or PairConfig()
@@ -201,26 +223,47 @@ class PairJudge:
         present = counts > 0
         class_weights = torch.where(present, counts.sum() / (int(present.sum()) * counts.clamp(min=1.0)), 0.0)
 
+        cache = states if states is not None else {}
+        keys = [_state_key(cfg.layers, e.ids) for e in encoded]
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values(), key=lambda i: len(encoded[i].ids))
+        if log is not None:
+            log(f"pair judge: encoding {len(todo)} of {len(examples)} replies with the frozen encoder")
         model.eval()
-        frozen: list[torch.Tensor] = [torch.empty(0)] * len(examples)
-        by_length = sorted(range(len(examples)), key=lambda i: len(encoded[i].ids))
         with torch.inference_mode():
-            for lo in range(0, len(by_length), 64):
-                idx = by_length[lo : lo + 64]
+            for lo in range(0, len(todo), 64):
+                idx = todo[lo : lo + 64]
                 ids, attention, _, _ = _batch([encoded[i] for i in idx])
                 hidden = model.lower(ids, attention)
                 for row, i in enumerate(idx):
-                    frozen[i] = hidden[row, : len(encoded[i].ids)].half()
+                    cache[keys[i]] = hidden[row, : len(encoded[i].ids)].half().clone()
+        if todo and on_encoded is not None:
+            on_encoded(cache)
+        frozen = [cache[k] for k in keys]
 
+        model.train()
+        model.encoder.eval()
+        with _one_thread():
+            cls._fit(model, encoded, frozen, labels, class_weights, cfg, rng, log)
+        return cls(model.eval(), tokenizer, cfg, data_hash(examples))
+
+    @staticmethod
+    def _fit(
+        model: PairClassifier,
+        encoded: Sequence[Encoded],
+        frozen: Sequence[torch.Tensor],
+        labels: torch.Tensor,
+        class_weights: torch.Tensor,
+        cfg: PairConfig,
+        rng: random.Random,
+        log: Callable[[str], None] | None,
+    ) -> None:
         opt = torch.optim.AdamW(model.trained(), lr=cfg.lr, weight_decay=0.01)
-        per_epoch = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
+        per_epoch = (len(encoded) + cfg.batch_size - 1) // cfg.batch_size
         total = max(1, cfg.epochs * per_epoch)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * max(0.0, 1.0 - s / total)
         )
         lengths = [len(e.ids) for e in encoded]
-        model.train()
-        model.encoder.eval()
         for epoch in range(cfg.epochs):
             running = 0.0
             for idx in _length_batches(lengths, cfg.batch_size, rng):
@@ -236,8 +279,7 @@ class PairJudge:
                 sched.step()
                 running += loss.item() * len(idx)
             if log is not None:
-                log(f"pair judge epoch {epoch + 1}/{cfg.epochs}: loss {running / len(examples):.4f}")
-        return cls(model.eval(), tokenizer, cfg, data_hash(examples))
+                log(f"pair judge epoch {epoch + 1}/{cfg.epochs}: loss {running / len(encoded):.4f}")
 
     def save(self, folder: str | Path) -> Path:
         dest = Path(folder)
@@ -313,6 +355,26 @@ def cache_folder(examples: Sequence[LabelledResponse], config: PairConfig, encod
     return home() / "judges" / f"pair-{h.hexdigest()[:16]}"
 
 
+def states_path(config: PairConfig) -> Path:
+    """Where train_judge keeps the frozen encoder's outputs for the default encoder, so a retrain with a
+    few more labelled rows (a corrected review file) encodes only those."""
+    return home() / "judges" / f"pair-states-{config.layers}layers.pt"
+
+
+def load_states(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        return {}
+    states: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return states
+
+
+def save_states(states: dict[str, torch.Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(states, tmp)
+    tmp.replace(path)
+
+
 def train_judge(
     extra_labels: Sequence[str | Path] = (),
     config: PairConfig | None = None,
@@ -327,6 +389,8 @@ def train_judge(
         return PairJudge.load(folder)
     if log is not None:
         log(f"training the pair judge on {len(examples)} labelled replies (once; cached in {folder})")
-    judge = PairJudge.train(examples, cfg, log=log)
+    states = load_states(states_path(cfg))
+    path = states_path(cfg)
+    judge = PairJudge.train(examples, cfg, log=log, states=states, on_encoded=lambda s: save_states(s, path))
     judge.save(folder)
     return judge
