@@ -158,6 +158,10 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     config = loaded.config
+    for role in ("eos", "pad"):  # transformers 5.17 reads SmolLM2's GGUF with eos <|im_start|> and no pad
+        want = getattr(config, f"{role}_token_id", None)
+        if isinstance(want, int) and getattr(tokenizer, f"{role}_token_id") != want:
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(want))
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = gguf.stem

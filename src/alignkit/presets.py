@@ -41,8 +41,8 @@ class Preset(BaseModel):
     backend: Literal["hf", "vllm"] = "hf"
     """Generation backend of every stage: hf (transformers; CUDA when available) or vllm (GPU,
     `pip install 'alignkit[vllm]'`)."""
-    batch_size: int = Field(32, ge=1)
-    """Prompts per generation batch (hf)."""
+    batch_size: int | None = Field(32, ge=1)
+    """Prompts per generation batch (hf; None: the backend's default for its device, 256 on a GPU)."""
     posture_max_new_tokens: int = Field(96, ge=1)
     """Reply length when measuring posture."""
     posture_limit: int | None = Field(None, ge=1)
@@ -168,7 +168,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {
         "name": "gpu",
         "model": "smollm2-135m-instruct",
-        "batch_size": 64,
+        "batch_size": None,
         "posture_max_new_tokens": 160,
         "redteam_attacks": "all",
         "redteam_per_category": 4,
