@@ -1,4 +1,5 @@
-"""The audit log: one SQLite row per rail decision, written by one thread, never holding the text checked."""
+"""The audit log: one SQLite row per rail decision, written by one thread per process (several worker
+processes may share the file), never holding the text checked."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class AuditRecord:
 
 
 _STOP = object()
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for another process's write lock (uvicorn workers share one log)."""
 
 
 class AuditLog:
@@ -56,7 +59,10 @@ class AuditLog:
         self.batch_size = batch_size
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
-        with sqlite3.connect(self.path) as db:
+        # Several worker processes may open the same log at once: WAL lets readers and one writer
+        # proceed together, and the busy timeout makes a writer wait for another's lock instead of failing.
+        with sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S) as db:
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
         self._writer = threading.Thread(target=self._write_loop, name="guard-audit", daemon=True)
         self._closed = False
@@ -96,8 +102,9 @@ class AuditLog:
             self._queue.put(records)
 
     def _write_loop(self) -> None:
-        db = sqlite3.connect(self.path, check_same_thread=False)
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         db.execute("PRAGMA synchronous=NORMAL")
         stop = False
         while not stop:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,18 +64,58 @@ def serve(
     upstream_key_env: Annotated[
         str, typer.Option(help="For a URL upstream: environment variable holding its API key.")
     ] = "OPENAI_API_KEY",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (uvicorn workers); they share the audit log.")
+    ] = 1,
 ) -> None:
     """Serve an OpenAI-compatible proxy with the guard's rails in front of --upstream."""
-    from alignkit.guard.proxy import KEYS_ENV, create_guard_app, load_api_keys, serve_guard
+    import os
+
+    from alignkit.guard.proxy import KEYS_ENV, load_api_keys, redact_url, serve_guard
 
     keys = load_api_keys(keys_file)
     if not keys:
         raise AlignkitError(f"no API keys: set ${KEYS_ENV} (comma-separated) or pass --keys-file")
-    cfg = _config(config, constitution)
-    backend = upstream_backend(upstream, upstream_model, upstream_key_env)
-    app = create_guard_app(backend, cfg, keys, audit)
-    typer.echo(f"guarding {backend.name} on http://{host}:{port}/v1 (audit: {audit})", err=True)
-    serve_guard(app, host, port)
+    spec = ServeSpec(upstream, str(config) if config else None, constitution, str(keys_file) if keys_file else None,
+                     str(audit), upstream_model, upstream_key_env)  # fmt: skip
+    where = f"http://{host}:{port}/v1 (audit: {audit}, {workers} worker{'s' * (workers > 1)})"
+    typer.echo(f"guarding {redact_url(upstream)} on {where}", err=True)
+    if workers == 1:
+        serve_guard(spec.app(), host, port)
+    else:
+        # Each worker process builds its own app from the spec (uvicorn imports the factory by name).
+        os.environ[SPEC_ENV] = json.dumps(asdict(spec))
+        serve_guard("alignkit.guard.cli:app_from_env", host, port, workers=workers)
+
+
+SPEC_ENV = "ALIGNKIT_GUARD_SERVE"
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """What `serve` needs to build the app, as data a worker process can rebuild it from."""
+
+    upstream: str
+    config: str | None
+    constitution: str
+    keys_file: str | None
+    audit: str
+    upstream_model: str | None
+    upstream_key_env: str
+
+    def app(self) -> Any:
+        from alignkit.guard.proxy import create_guard_app, load_api_keys
+
+        cfg = _config(Path(self.config) if self.config else None, self.constitution)
+        backend = upstream_backend(self.upstream, self.upstream_model, self.upstream_key_env)
+        return create_guard_app(backend, cfg, load_api_keys(self.keys_file), self.audit)
+
+
+def app_from_env() -> Any:
+    """The app of one uvicorn worker, built from the spec `serve` left in the environment."""
+    import os
+
+    return ServeSpec(**json.loads(os.environ[SPEC_ENV])).app()
 
 
 @guard_app.command()
