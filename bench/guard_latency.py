@@ -5,11 +5,16 @@
     every rail off; 32 clients each send their next request as soon as the last one returns. Reported:
     p50 / p99 latency of each, the difference (the rails' overhead), and requests per second. Also the
     rails' own CPU time per request, measured in-process, one request at a time.
+    Paced: the same clients offering 80% of what pass-through serves (`--load`).
+    Saturation: 64 clients against `--workers` uvicorn workers, guarded throughput over pass-through.
 (b) load: 2,000 requests from 50 clients at the guarded proxy: errors (must be 0), and every response id
     must have its decisions in the audit log.
 (c) evasion: the labelled evasion set through the PII + secrets rails and the injection rail.
 
-Each server runs in its own process (uvicorn, one worker), the clients in this one.
+(d) timings: a 1 MB body's server time (413, and bodies just under the limit that `limits` refuses), the PII
+    rail on doubling adversarial input, streaming against one piece.
+
+Each server runs in its own process (uvicorn, one worker unless stated), the clients in this one.
 
     .venv/bin/python bench/guard_latency.py [--requests 3000]
 """
@@ -52,20 +57,28 @@ MESSAGES = [
 ]
 
 
-def serve(mode: str, port: int, audit: str | None) -> None:
-    import uvicorn
-
+def make_app() -> Any:
+    """The proxy for the mode in $BENCH_GUARD_MODE (and audit log in $BENCH_GUARD_AUDIT): each uvicorn
+    worker process builds its own from these."""
     from alignkit.backends import MockBackend
     from alignkit.guard.config import GuardConfig, default_config
     from alignkit.guard.proxy import create_guard_app
 
-    if mode == "guard":
+    if os.environ["BENCH_GUARD_MODE"] == "guard":
         config = default_config()
         config.topic.enabled = False  # the embedding rail runs a model: not a model-free rail
     else:
         config = GuardConfig.passthrough()
-    app = create_guard_app(MockBackend(lambda _: REPLY), config, {KEY}, audit)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=30)
+    return create_guard_app(MockBackend(lambda _: REPLY), config, {KEY}, os.environ.get("BENCH_GUARD_AUDIT") or None)
+
+
+def serve(mode: str, port: int, audit: str | None, workers: int = 1) -> None:
+    import uvicorn
+
+    os.environ["BENCH_GUARD_MODE"] = mode
+    os.environ["BENCH_GUARD_AUDIT"] = audit or ""
+    uvicorn.run("guard_latency:make_app", factory=True, app_dir=str(Path(__file__).parent), workers=workers,
+                host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=30)  # fmt: skip
 
 
 def free_port() -> int:
@@ -75,9 +88,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, mode: str, audit: str | None = None) -> None:
+    def __init__(self, mode: str, audit: str | None = None, workers: int = 1) -> None:
         self.port = free_port()
-        cmd = [sys.executable, __file__, "--serve", mode, "--port", str(self.port)]
+        cmd = [sys.executable, __file__, "--serve", mode, "--port", str(self.port), "--workers", str(workers)]
         if audit:
             cmd += ["--audit", audit]
         self.proc = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -94,7 +107,8 @@ class Server:
             time.sleep(0.2)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used (Linux /proc), to set against requests."""
+        """User + system CPU time the server process has used (Linux /proc), to set against requests
+        (with workers: the parent's own, plus its finished children's)."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -169,6 +183,71 @@ def rails_cpu_ms(n: int = 1000) -> float:
     return (time.process_time() - start) * 1000 / n
 
 
+def timings() -> dict[str, Any]:
+    """Server time of a 1 MB body (413, and a body just under the limit that the limits rail refuses), the
+    PII rail on doubling adversarial inputs, and a reply streamed against the same reply in one piece."""
+    from fastapi.testclient import TestClient
+
+    from alignkit.guard import Guard, RailContext
+    from alignkit.guard.config import default_config
+    from alignkit.guard.engine import Screened
+    from alignkit.guard.proxy import chunks, create_guard_app
+    from alignkit.guard.rails import PIIRail
+    from alignkit.types import user
+
+    def best(fn: Any, repeat: int = 3) -> float:
+        out = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+        return min(out)
+
+    config = default_config()
+    config.topic.enabled = False
+    app = create_guard_app(__import__("alignkit.backends", fromlist=["MockBackend"]).MockBackend(lambda _: REPLY),
+                           config, {KEY}, None)  # fmt: skip
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    bodies = {
+        "1mb_over_limit_413": json.dumps({"messages": [{"role": "user", "content": "x" * 1_048_576}]}).encode(),
+        "990kb_one_turn_blocked": json.dumps({"messages": [{"role": "user", "content": "word " * 198_000}]}).encode(),
+        "990kb_many_turns_blocked": json.dumps(
+            {"messages": [{"role": "user", "content": "word " * 6_000}] * 33}
+        ).encode(),
+    }
+    body_ms: dict[str, float] = {}
+    with TestClient(app) as c:
+        for name, body in bodies.items():
+            body_ms[name] = best(lambda body=body: c.post("/v1/chat/completions", content=body, headers=headers)) * 1000
+
+    rail = PIIRail("input")
+    email_s = {}
+    for n in (25_000, 50_000, 100_000):
+        text = "x at " + "b dot " * (n // 6)
+        ctx = RailContext.of(text)
+        email_s[str(n)] = best(lambda text=text, ctx=ctx: rail.check(text, ctx))
+
+    guard = Guard(config)
+    prose = "The quick brown fox jumps over the lazy dog near the river bank today. "
+    stream_s: dict[str, dict[str, float]] = {}
+    for n in (10_000, 20_000, 40_000):
+        text = prose * (n // len(prose))
+        screened = Screened("b", [user("hi")], [])
+
+        def streamed(text: str = text, screened: Screened = screened) -> None:
+            s = guard.stream(screened)
+            for piece in chunks(text, 24):
+                s.feed(piece)
+            s.finish()
+
+        stream_s[str(n)] = {
+            "streamed": best(streamed),
+            "whole": best(lambda text=text, screened=screened: guard.screen_output(text, screened)),
+        }
+    guard.close()
+    return {"body_server_ms": body_ms, "email_rail_s_by_chars": email_s, "stream_s_by_chars": stream_s}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000, help="requests per latency run")
@@ -177,9 +256,11 @@ def main() -> None:
     ap.add_argument("--serve", choices=["guard", "passthrough"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--audit", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn workers for the saturation throughput run")
+    ap.add_argument("--load", type=float, default=0.8, help="paced load, as a share of pass-through capacity")
     args = ap.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.audit)
+        serve(args.serve, args.port, args.audit, args.workers)
         return
 
     # Saturated: 32 clients back to back, so latency is mostly queueing (32 x the time per request).
@@ -187,7 +268,7 @@ def main() -> None:
     # the pass-through proxy can serve: latency is then the time one request takes, plus what queueing
     # random arrivals at half load bring.
     latency: dict[str, Any] = {"saturated": {}, "paced": {}}
-    servers = {mode: Server(mode) for mode in ("passthrough", "guard")}
+    servers = {mode: Server(mode, workers=1) for mode in ("passthrough", "guard")}
     try:
         for server in servers.values():
             asyncio.run(load(server.url, 300, 32))  # warm-up
@@ -197,7 +278,7 @@ def main() -> None:
             run["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) * 1000 / args.requests
             run.pop("ids")
             latency["saturated"][mode] = run
-        interval = 32 / (0.5 * latency["saturated"]["passthrough"]["requests_per_s"])
+        interval = 32 / (args.load * latency["saturated"]["passthrough"]["requests_per_s"])
         for mode, server in servers.items():
             run = asyncio.run(load(server.url, args.requests // 2, 32, interval))
             run.pop("ids")
@@ -218,6 +299,22 @@ def main() -> None:
         print(f"{kind} overhead: " + ", ".join(f"{k} {v:.2f}" for k, v in runs["overhead"].items()))
     cpu = rails_cpu_ms()
     print(f"rails: {cpu:.3f} ms of CPU per request")
+
+    # Throughput at saturation with several workers: guarded over pass-through.
+    throughput: dict[str, Any] = {"workers": args.workers}
+    for mode in ("passthrough", "guard"):
+        server = Server(mode, workers=args.workers)
+        try:
+            asyncio.run(load(server.url, 300, 64))  # warm-up (every worker)
+            run = asyncio.run(load(server.url, args.requests, 64))
+        finally:
+            server.stop()
+        run.pop("ids")
+        throughput[mode] = run
+    throughput["guarded_share"] = throughput["guard"]["requests_per_s"] / throughput["passthrough"]["requests_per_s"]
+    print(f"saturation with {args.workers} workers: guarded {throughput['guarded_share']:.2f} of pass-through")
+    sizes = timings()
+    print("timings: " + json.dumps(sizes))
 
     with tempfile.TemporaryDirectory() as tmp:
         audit = str(Path(tmp) / "audit.sqlite")
@@ -258,7 +355,9 @@ def main() -> None:
         "upstream": "MockBackend (instant)",
         "model_free_rails": ["limits", "obfuscation", "injection", "pii", "secrets", "phrases", "canary"],
         "latency_32_clients": {**latency, "target_p99_overhead_ms": 5.0},
-        "paced_clients": "staggered: client j starts j/32 of an interval in",
+        "paced_clients": f"staggered: client j starts j/32 of an interval in; {args.load:.0%} of pass-through capacity",
+        "saturation_throughput": {**throughput, "target_guarded_share_min": 0.9},
+        "timings": sizes,
         "rails_cpu_ms_per_request": cpu,
         "load_50_clients": load_result,
         "evasion": {
