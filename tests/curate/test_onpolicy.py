@@ -137,6 +137,12 @@ def test_harmful_partial_refusal_is_chosen_only_over_compliance(tmp_path: Path) 
     assert text_of(pairs[1]["chosen"]) in refusal_variants(CONSTITUTION, "weapons_cbrn")
     assert text_of(pairs[1]["rejected"]) == "PARTIAL: not all, but A ..."
     assert pairs[1]["provenance"]["chosen_outcome"] is None
+    _, trace, pairs, _ = run(tmp_path / "full-only", script, prompts, samples=2, partial_refusals_chosen=False)
+    # only full refusals of its own count: both get the constitution's, over the compliance and a partial one
+    assert [(t["chosen"], t["rejected"], t["source"]) for t in trace] == [
+        (None, 2, "repaired:refusal"),
+        (None, 1, "repaired:refusal"),
+    ]
 
 
 def test_benign_own_helpful_reply_over_own_refusal(tmp_path: Path) -> None:

@@ -40,5 +40,9 @@ class CurateConfig:
     """on-policy: which round of iterated preference optimisation this data is for (1: from the first
     model, 2: from the model trained on round 1's pairs, ...). Recorded in every record's provenance
     and mixed into the sampling seeds, so each round draws fresh samples."""
+    partial_refusals_chosen: bool = True
+    """on-policy: a harmful prompt's own partial refusal may be the chosen reply when none of its replies
+    refused fully. Off, only full refusals are, and otherwise the constitution's refusal is chosen: a
+    partial refusal still carries part of the harm, and a weak judge calls odd replies partial refusals."""
     chunk: int = 16
     """Prompts processed (and persisted) together; generation is batched across them."""

@@ -1,12 +1,13 @@
 """On-policy preference data: the policy's own samples, judged, best over worst.
 
 For each prompt the policy answers greedily and `samples` more times at `temperature`; the judge reads
-every reply. A harmful prompt's pair is the policy's own best refusal (full before partial) over its
-own worst reply (full compliance, then partial refusal, then evasion), or, when it never refused, a
-refusal drawn from the constitution's phrasings (`repaired:refusal`). A benign prompt's pair is its own
-best helpful reply (fully compliant, not degenerate, no refusal leaking into it) over its own refusal
-or evasion; with no helpful sample, a few more are drawn (`repaired:helpful-sample`). A prompt whose
-replies are all good or all bad the same way yields no pair, and the trace says why.
+every reply. A harmful prompt's pair is the policy's own best refusal (full before partial, which
+`partial_refusals_chosen` can rule out) over its own worst reply (full compliance, then partial
+refusal, then evasion), or, when it never refused, a refusal drawn from the constitution's phrasings
+(`repaired:refusal`). A benign prompt's pair is its own best helpful reply (fully compliant, not
+degenerate, no refusal leaking into it) over its own refusal or evasion; with no helpful sample, a few
+more are drawn (`repaired:helpful-sample`). A prompt whose replies are all good or all bad the same way
+yields no pair, and the trace says why.
 
 Run once per round from the newest model, training DPO on each round's pairs between rounds: iterative
 DPO with AI feedback (Xu et al. 2023, "Some things are more CRINGE than others", arXiv:2312.16682;
@@ -75,7 +76,8 @@ def harmful_choice(ctx: Context, prompt: Prompt, samples: Sequence[Sample]) -> C
     judged = [s for s in samples if s.outcome != "error"]
     if not judged:
         return Choice(None, "model", skipped="no-verdicts")
-    own = [s for s in judged if s.verdict.refused and not s.degenerate]
+    accepted = ("full_refusal", "partial_refusal") if ctx.cfg.partial_refusals_chosen else ("full_refusal",)
+    own = [s for s in judged if s.outcome in accepted and not s.degenerate]
     best = min(own, key=lambda s: (HARM_RANK[s.outcome], s.index), default=None)
     worst = max(judged, key=lambda s: (HARM_RANK[s.outcome], -s.index))
     if best is not None and HARM_RANK[worst.outcome] > HARM_RANK[best.outcome]:
