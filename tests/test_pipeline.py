@@ -194,3 +194,29 @@ def test_a_smoke_run_trains_any_chain_of_methods_and_exports_the_last(tmp_path: 
     assert exported.keys() == orpo_model.keys() and all((exported[k] == orpo_model[k]).all() for k in exported)
     card = json.loads((out / "posture_card.json").read_text())
     assert set(card["adapters"]) == {"sft", "orpo"} and all(card["adapters"].values())
+
+
+def test_broad_training_prompts_come_in_the_pool_s_shares_and_spread_over_kinds(tmp_path: Path) -> None:
+    from alignkit.pipeline import Run
+
+    preset = make_preset("smoke", None, ["train_prompts=60", "anchors=0", "curate_harmful=0", "curate_benign=0"])
+    prompts = Run(preset, "default", tmp_path, None)._train_prompts()
+    harmful = [p for p in prompts if p.label == "harmful"]
+    ordinary = [p for p in prompts if p.category == "ordinary"]
+    # 1,004 / 1,003 / 522 of 2,529, so 24 / 24 / 12 of 60
+    assert (len(prompts), len(harmful), len(ordinary)) == (60, 24, 12)
+    assert len({(p.category, p.extra["kind"]) for p in harmful}) == 24, "one of each category and kind first"
+    assert all(p.id.startswith("tp-") for p in prompts)
+
+
+def test_a_resume_accepts_settings_added_since_but_not_changed_ones(tmp_path: Path) -> None:
+    from alignkit.pipeline import Run
+
+    preset = make_preset("smoke")
+    Run(preset, "default", tmp_path, None)
+    stored = json.loads((tmp_path / "preset.json").read_text())
+    del stored["train_prompts"], stored["curate"]["chunk"]  # as a run started before those settings existed
+    (tmp_path / "preset.json").write_text(json.dumps(stored))
+    Run(preset, "default", tmp_path, None)
+    with pytest.raises(AlignkitError, match=r"other settings \(posture_limit\)"):
+        Run(make_preset("smoke", None, ["posture_limit=null"]), "default", tmp_path, None)

@@ -29,6 +29,8 @@ from alignkit.steer import SteerConfig
 
 Progress = Callable[[str, int, int], None]
 ANCHORS = Path(__file__).parent / "resources" / "anchors" / "everyday.jsonl"
+TRAIN_PROMPTS = Path(__file__).parent / "resources" / "prompts" / "train"
+"""2,529 training prompts written for alignkit (harmful, look-alike and ordinary; train split only)."""
 
 
 def run_stages(preset: Preset) -> list[str]:
@@ -124,8 +126,10 @@ class Run:
         body = {**self.p.resolved(), "constitution": self.constitution_spec}
         if path.exists():
             before = json.loads(path.read_text(encoding="utf-8"))
-            if before != body:
-                changed = sorted(k for k in body.keys() | before.keys() if before.get(k) != body.get(k))
+            changed = sorted(
+                k for k in body.keys() | before.keys() if k not in body or _differs(before.get(k, _MISSING), body[k])
+            )
+            if changed:
                 raise AlignkitError(
                     f"{self.out} holds a run with other settings ({', '.join(changed)}); use a new --out"
                 )
@@ -236,7 +240,13 @@ class Run:
         harmful = _spread([p for p in prompts if p.label == "harmful"], self.p.curate_harmful)
         benign = _spread([p for p in prompts if p.label == "benign"], self.p.curate_benign)
         anchors = [] if self.p.anchors == 0 else _spread(load_suite(str(ANCHORS)), self.p.anchors, key="kind")
-        return harmful + benign + anchors
+        broad: list[Any] = []
+        if self.p.train_prompts != 0:
+            pool = [p for path in sorted(TRAIN_PROMPTS.glob("*.jsonl")) for p in load_suite(str(path))]
+            n = len(pool) if self.p.train_prompts is None else min(self.p.train_prompts, len(pool))
+            for part in _by_file_label(pool):  # harmful, look-alike and ordinary in their shares of the pool
+                broad += _spread(part, round(n * len(part) / len(pool)), key="category-kind")
+        return harmful + benign + anchors + broad
 
     def curate(self) -> dict[str, Any]:
         from alignkit.data import read_records, write_records
@@ -388,19 +398,48 @@ def guard_config_for(base: Any, categories: list[str]) -> Any:
 
 
 def _spread(prompts: list[Any], n: int | None, key: str | None = None) -> list[Any]:
-    """Up to n prompts taken round-robin over categories (or the `extra` field `key`), so a small budget
-    still covers every one."""
+    """Up to n prompts taken round-robin over categories (or the `extra` field `key`; `category-kind` groups
+    by both), so a small budget still covers every one."""
     if n is None or n >= len(prompts):
         return prompts
+
+    def group_of(p: Any) -> str:
+        if key == "category-kind":
+            return f"{p.category}/{p.extra.get('kind')}"
+        return str(p.extra.get(key)) if key else p.category or ""
+
     by_cat: dict[str, list[Any]] = {}
     for p in prompts:
-        by_cat.setdefault(str(p.extra.get(key)) if key else p.category or "", []).append(p)
+        by_cat.setdefault(group_of(p), []).append(p)
     out: list[Any] = []
     while len(out) < n:
         for group in by_cat.values():
             if group and len(out) < n:
                 out.append(group.pop(0))
     return out
+
+
+_MISSING = object()
+
+
+def _differs(before: Any, now: Any) -> bool:
+    """Whether a stored setting differs from the current one. A key the stored preset lacks is a setting
+    added to alignkit since (new settings default to the old behaviour), so it does not count."""
+    if before is _MISSING:
+        return False
+    if isinstance(before, dict) and isinstance(now, dict):
+        return any(k not in now for k in before) or any(_differs(before.get(k, _MISSING), v) for k, v in now.items())
+    return bool(before != now)
+
+
+def _by_file_label(pool: list[Any]) -> list[list[Any]]:
+    """The pool as harmful requests, benign look-alikes and ordinary requests."""
+    kinds = {"harmful": 0, "lookalike": 1, "ordinary": 2}
+    parts: list[list[Any]] = [[], [], []]
+    for p in pool:
+        which = "harmful" if p.label == "harmful" else "ordinary" if p.category == "ordinary" else "lookalike"
+        parts[kinds[which]].append(p)
+    return [part for part in parts if part]
 
 
 def _unpaired(preferences: Path, out: Path) -> Path:

@@ -60,6 +60,10 @@ class Preset(BaseModel):
     anchors: int | None = Field(0, ge=0)
     """Everyday requests from the bundled anchor set (`resources/anchors/everyday.jsonl`, 240) curated as
     benign too (None: all): their own answers join the data so that alignment keeps the model helpful."""
+    train_prompts: int | None = Field(0, ge=0)
+    """Prompts from the bundled broad training set (`resources/prompts/train`: 1,004 harmful, 1,003
+    look-alike, 522 ordinary, written for alignkit) curated too (None: all), spread over label, category and
+    kind, so the model learns the boundary rather than the suite's prompts."""
     curate: CurateConfig = Field(default_factory=CurateConfig)
     """Curation settings (`alignkit.curate.CurateConfig`)."""
     methods: tuple[str, ...] = ("sft", "dpo")
