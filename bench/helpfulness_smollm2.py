@@ -4,7 +4,8 @@ reference log-likelihood, degenerate and evasive rates, wall time; on 2 CPU core
     .venv/bin/python bench/helpfulness_smollm2.py [--split test] [--max-new-tokens 96] [--limit N]
     .venv/bin/python bench/helpfulness_smollm2.py --calibrate   # choose the degeneration thresholds
 
-`--calibrate` works on the train split only: it takes the model's own replies to train items as clean,
+`--calibrate` works on the train split only: it takes the model's own replies to train items and the
+written references of the open train items as clean,
 makes each one loop (its first sentence repeated to the same length) and garbled (its words shuffled),
 and reports the thresholds on the repeated-3-gram share and on the mean NLL per token under the model
 that best separate clean from looping and from garbled replies (the middle of the best range).
@@ -53,7 +54,10 @@ def calibrate(backend: HFBackend, max_new_tokens: int, limit: int | None) -> dic
         items = items[:: max(1, len(items) // limit)][:limit]
     t0 = time.perf_counter()
     outs = backend.generate([i.conversation() for i in items], GenerationParams(max_new_tokens=max_new_tokens))
+    # clean: the model's own replies and the written references of the open train items, which are
+    # fluent but not the model's own text (as an aligned model's replies will not be)
     pairs = [(i, o.text) for i, o in zip(items, outs, strict=True) if len(o.text.split()) >= 8]
+    pairs += [(i, i.reference or "") for i in load_items("train", ("open",))]
     rng = random.Random(0)
     looped, garbled = [], []
     for _, text in pairs:
@@ -79,6 +83,7 @@ def calibrate(backend: HFBackend, max_new_tokens: int, limit: int | None) -> dic
         "bench": "helpfulness_calibration",
         "split": "train",
         "replies": len(pairs),
+        "of_which_references": len(pairs) - len([o for o in outs if len(o.text.split()) >= 8]),
         "repeated_3gram_fraction": {
             "clean": q(clean_rep),
             "looped": q(loop_rep),
