@@ -72,6 +72,11 @@ class Preset(BaseModel):
     train: dict[str, TrainConfig | RLConfig | SteerConfig] = Field(default_factory=dict)
     """Settings per method (TrainConfig; RLConfig for grpo/ppo; SteerConfig for cast); a method left out
     uses the defaults."""
+    helpfulness: bool = True
+    """Measure what alignment must not cost beside posture, before and after: checkable answers, the
+    likelihood of reference answers, degenerate replies (the helpfulness suite's test split)."""
+    helpfulness_limit: int | None = Field(None, ge=1)
+    """Only the first N helpfulness items of each kind (smoke runs)."""
     guard: bool = True
     """Derive a guard for the categories that still fail the profile and measure posture through it."""
 
@@ -148,6 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "posture_max_new_tokens": 12,
         "posture_limit": 8,
+        "helpfulness_limit": 2,
         "redteam_per_category": 1,
         "redteam_max_new_tokens": 12,
         "curate_harmful": 8,

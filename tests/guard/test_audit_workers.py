@@ -47,7 +47,8 @@ def test_a_worker_builds_its_app_from_the_spec(tmp_path: Path, monkeypatch: obje
     import pytest
     from fastapi.testclient import TestClient
 
-    from alignkit.guard.cli import SPEC_ENV, ServeSpec, app_from_env
+    from alignkit.jobs.guard import SPEC_ENV, app_from_env
+    from alignkit.jobs.guard import GuardServeSpec as ServeSpec
 
     mp_ = pytest.MonkeyPatch()
     keys = tmp_path / "keys"

@@ -781,7 +781,7 @@ def test_stream_guard_holds_back_a_window_and_redacts_across_chunks() -> None:
 
 def test_cli_upstreams_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from alignkit.backends.openai import OpenAIBackend
-    from alignkit.guard.cli import upstream_backend
+    from alignkit.jobs.guard import upstream_backend
 
     b = upstream_backend("http://localhost:9999/v1", "llama")
     assert isinstance(b, OpenAIBackend) and b.model == "llama" and b.base_url == "http://localhost:9999/v1"

@@ -47,16 +47,22 @@ def posture(
     out: Annotated[Path, typer.Option(help="Run folder: alignkit.sqlite, posture.json, report.html.")] = Path(
         "runs/posture"
     ),
+    helpfulness: Annotated[bool, typer.Option(help="Also measure helpfulness (checkable answers, ...).")] = True,
 ) -> None:
-    """Measure harmful compliance and over-refusal per category, against a workload profile."""
+    """Measure harmful compliance and over-refusal per category, against a workload profile, and helpfulness."""
     from alignkit.jobs.posture import PostureSpec, load, measure_posture
 
-    spec = PostureSpec([model], out, backend=backend, **posture)
+    spec = PostureSpec([model], out, backend=backend, helpfulness=helpfulness, **posture)
     with err.status(f"loading {model} and the {spec.judge} judge (the first use trains it: a few minutes) ..."):
         loaded = load(spec)
-    result = _run_with_bar(lambda progress: measure_posture(spec, progress, loaded))
+    result, helpful = _run_with_bar(lambda progress: measure_posture(spec, progress, loaded))
     _print_rates(result)
-    console.print(f"wrote {out / 'posture.json'} and {out / 'report.html'}")
+    if helpful is not None:
+        m = helpful.reference_loglik
+        reference = f", reference log-prob/token {m.mean:.3f}" if m else ""
+        console.print(f"helpfulness: checkable answers right {_rate(helpful.checkable_accuracy)}, degenerate "
+                      f"{_rate(helpful.degenerate_rate)}{reference}")  # fmt: skip
+    console.print(f"wrote {out / 'posture.json'}, {out / 'helpfulness.json'} and {out / 'report.html'}")
 
 
 @app.command()

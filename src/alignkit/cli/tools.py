@@ -70,14 +70,20 @@ def generate(
 @app.command()
 @with_backend
 def serve(
-    backend: BackendSpec, model: ModelOpt = "smollm2-135m-instruct", host: str = "127.0.0.1", port: int = 8000
+    backend: BackendSpec,
+    model: ModelOpt = "smollm2-135m-instruct",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    keys_file: Annotated[Path | None, typer.Option(help="API keys, one per line (else $ALIGNKIT_API_KEYS).")] = None,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies get 413.")] = 1_000_000,
 ) -> None:
-    """Serve a model as an OpenAI-compatible /v1/chat/completions endpoint."""
+    """Serve a model as an OpenAI-compatible /v1/chat/completions endpoint (no keys anywhere: no auth)."""
+    from alignkit.serve import load_api_keys
     from alignkit.serve import serve as run_server
 
     with err.status(f"loading {model} ..."):
         b = backend.build(model)
-    run_server(b, host=host, port=port)
+    run_server(b, host=host, port=port, api_keys=load_api_keys(keys_file), max_body_bytes=max_body_bytes)
 
 
 ConstitutionArg = Annotated[str, typer.Argument(help="default, healthcare, creative, or a YAML file.")]

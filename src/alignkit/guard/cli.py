@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -26,21 +25,6 @@ ConstitutionOpt = Annotated[str, typer.Option(help="Built-in constitution name o
 class SideChoice(StrEnum):
     input = "input"
     output = "output"
-
-
-def _config(config: Path | None, constitution: str) -> Any:
-    from alignkit.guard.config import GuardConfig, default_config
-
-    return GuardConfig.load(config) if config is not None else default_config(constitution)
-
-
-def upstream_backend(upstream: str, model_name: str | None = None, api_key_env: str = "OPENAI_API_KEY") -> Any:
-    """An http(s) URL is an OpenAI-compatible endpoint; anything else a model name or folder run here."""
-    from alignkit.backends import make_backend
-
-    if upstream.startswith(("http://", "https://")):
-        return make_backend("openai", model_name or "default", base_url=upstream, api_key_env=api_key_env)
-    return make_backend("hf", upstream)
 
 
 @guard_app.command()
@@ -69,53 +53,17 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve an OpenAI-compatible proxy with the guard's rails in front of --upstream."""
-    import os
+    from alignkit.guard.proxy import KEYS_ENV, load_api_keys, redact_url
+    from alignkit.jobs.guard import GuardServeSpec, serve_guard_proxy
 
-    from alignkit.guard.proxy import KEYS_ENV, load_api_keys, redact_url, serve_guard
-
-    keys = load_api_keys(keys_file)
-    if not keys:
+    if not load_api_keys(keys_file):
         raise AlignkitError(f"no API keys: set ${KEYS_ENV} (comma-separated) or pass --keys-file")
-    spec = ServeSpec(upstream, str(config) if config else None, constitution, str(keys_file) if keys_file else None,
-                     str(audit), upstream_model, upstream_key_env)  # fmt: skip
+    keys = str(keys_file) if keys_file else None
+    spec = GuardServeSpec(upstream, str(config) if config else None, constitution, keys, str(audit), upstream_model,
+                          upstream_key_env)  # fmt: skip
     where = f"http://{host}:{port}/v1 (audit: {audit}, {workers} worker{'s' * (workers > 1)})"
     typer.echo(f"guarding {redact_url(upstream)} on {where}", err=True)
-    if workers == 1:
-        serve_guard(spec.app(), host, port)
-    else:
-        # Each worker process builds its own app from the spec (uvicorn imports the factory by name).
-        os.environ[SPEC_ENV] = json.dumps(asdict(spec))
-        serve_guard("alignkit.guard.cli:app_from_env", host, port, workers=workers)
-
-
-SPEC_ENV = "ALIGNKIT_GUARD_SERVE"
-
-
-@dataclass(frozen=True)
-class ServeSpec:
-    """What `serve` needs to build the app, as data a worker process can rebuild it from."""
-
-    upstream: str
-    config: str | None
-    constitution: str
-    keys_file: str | None
-    audit: str
-    upstream_model: str | None
-    upstream_key_env: str
-
-    def app(self) -> Any:
-        from alignkit.guard.proxy import create_guard_app, load_api_keys
-
-        cfg = _config(Path(self.config) if self.config else None, self.constitution)
-        backend = upstream_backend(self.upstream, self.upstream_model, self.upstream_key_env)
-        return create_guard_app(backend, cfg, load_api_keys(self.keys_file), self.audit)
-
-
-def app_from_env() -> Any:
-    """The app of one uvicorn worker, built from the spec `serve` left in the environment."""
-    import os
-
-    return ServeSpec(**json.loads(os.environ[SPEC_ENV])).app()
+    serve_guard_proxy(spec, host, port, workers)
 
 
 @guard_app.command()
@@ -129,31 +77,9 @@ def check(
     system: Annotated[str | None, typer.Option(help="System prompt (for the canary and leak checks).")] = None,
 ) -> None:
     """Run the rails on one text and print their decisions as JSON."""
-    from alignkit.guard.engine import Guard, Screened
-    from alignkit.types import Conversation, user
+    from alignkit.jobs.guard import check_text, guard_config
 
-    guard = Guard(_config(config, constitution))
-    try:
-        conversation: Conversation = [{"role": "system", "content": system}] if system else []
-        if side is SideChoice.input:
-            screened = guard.screen_input([*conversation, user(text)])
-            result: dict[str, Any] = {
-                "side": "input",
-                "blocked": screened.blocked is not None,
-                "text": screened.refusal if screened.blocked else screened.conversation[-1]["content"],
-                "decisions": [asdict(d) for d in screened.decisions],
-            }
-        else:
-            screened = Screened("check", conversation, [], system_prompt=system or "")
-            reply = guard.screen_output(text, screened)
-            result = {
-                "side": "output",
-                "blocked": reply.blocked is not None,
-                "text": reply.text,
-                "decisions": [asdict(d) for d in reply.decisions],
-            }
-    finally:
-        guard.close()
+    result = check_text(text, side.value, guard_config(config, constitution), system)  # type: ignore[arg-type]
     typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
 
 
@@ -166,15 +92,8 @@ def write_config(
     ] = False,
 ) -> None:
     """Write the guard config derived from a constitution, to edit and pass to `serve --config`."""
-    from alignkit.guard.config import default_config
+    from alignkit.jobs.guard import calibrated_config
 
-    cfg = default_config(constitution)
-    if calibrate and cfg.topic.enabled:
-        from alignkit.guard.engine import build_rails
-        from alignkit.guard.rails.topic import TopicRail
-
-        rail = next(r for r in build_rails(cfg, "input") if isinstance(r, TopicRail))
-        cfg.topic.threshold = rail.threshold
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(cfg.to_yaml(), encoding="utf-8")
+    out.write_text(calibrated_config(constitution, calibrate).to_yaml(), encoding="utf-8")
     typer.echo(f"wrote {out}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from alignkit.backends.base import Backend
 from alignkit.errors import AlignkitError
+from alignkit.helpfulness import HelpfulnessResult
 from alignkit.jobs.backend import BackendSpec
 from alignkit.judges.base import Judge
 from alignkit.posture import (
@@ -90,6 +91,9 @@ class PostureSpec:
     config: PostureConfig = field(default_factory=PostureConfig)
     """Suite, split, reply length, samples."""
     backend: BackendSpec = field(default_factory=BackendSpec)
+    helpfulness: bool = True
+    """Also measure helpfulness (checkable answers, reference likelihood, degeneration) into
+    helpfulness.json; `config.limit` caps its items per kind too."""
 
 
 @dataclass
@@ -111,11 +115,21 @@ def load(spec: PostureSpec, models: bool = True) -> Loaded:
     return Loaded(make_judge(spec.judge), profile, backend)
 
 
-def measure_posture(spec: PostureSpec, progress: Progress | None = None, loaded: Loaded | None = None) -> PostureResult:
-    """`alignkit posture`: one model measured into `spec.out`."""
+def measure_posture(
+    spec: PostureSpec, progress: Progress | None = None, loaded: Loaded | None = None
+) -> tuple[PostureResult, HelpfulnessResult | None]:
+    """`alignkit posture`: one model measured into `spec.out`, and its helpfulness beside it."""
     loaded = loaded or load(spec)
     backend = loaded.backend or spec.backend.build(spec.models[0])
-    return measure(backend, loaded.judge, loaded.profile, spec.config, spec.out, progress)
+    result = measure(backend, loaded.judge, loaded.profile, spec.config, spec.out, progress)
+    if not spec.helpfulness:
+        return result, None
+    from alignkit.helpfulness import measure_helpfulness
+
+    helpful = measure_helpfulness(backend, max_new_tokens=spec.config.max_new_tokens, system=spec.config.system,
+                                  limit=spec.config.limit, out_dir=spec.out, progress=progress)  # fmt: skip
+    (Path(spec.out) / "helpfulness.json").write_text(json.dumps(helpful.as_dict(), indent=1) + "\n")
+    return result, helpful
 
 
 def compare_posture(

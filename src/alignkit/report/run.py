@@ -89,6 +89,32 @@ def _summary_table(headline: dict[str, dict[str, Any]], targets: dict[str, float
     return f"<table><tr><th>test split</th>{head}<th>target</th></tr>{''.join(rows)}</table>"
 
 
+def _helpfulness_table(helpfulness: dict[str, Any]) -> str:
+    """Helpfulness before and after, and the share of it kept."""
+    cols = [c for c in ("before", "after") if c in helpfulness]
+    if not cols:
+        return ""
+
+    def loglik(c: str) -> str:
+        m = helpfulness[c]["reference_loglik"]
+        return "-" if not m else f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}] (n={m['n']})"
+
+    rows = [
+        ("checkable answers right", [pct(rate_from_dict(helpfulness[c]["checkable_accuracy"])) for c in cols]),
+        ("reference answers, mean log-prob per token", [loglik(c) for c in cols]),
+        ("degenerate replies", [pct(rate_from_dict(helpfulness[c]["degenerate_rate"])) for c in cols]),
+        ("evasive or degenerate replies", [pct(rate_from_dict(helpfulness[c]["evasive_or_degenerate_rate"]))
+                                           for c in cols]),
+    ]  # fmt: skip
+    head = "".join(f"<th>{escape(LABELS[c])}</th>" for c in cols)
+    body = "".join(f"<tr><td>{escape(n)}</td>{''.join(f'<td>{v}</td>' for v in vals)}</tr>" for n, vals in rows)
+    kept = helpfulness.get("kept") or {}
+    note = ", ".join(f"{escape(k.replace('_', ' '))} kept: {100 * v:.0f}%" for k, v in kept.items() if v is not None)
+    return f"<h2>Helpfulness kept</h2><table><tr><th>helpfulness suite, test split</th>{head}</tr>{body}</table>" + (
+        f'<p class="muted">{note} (target: at least 95% of each)</p>' if note else ""
+    )
+
+
 def _redteam(layout: RunLayout) -> list[str]:
     parts: list[str] = []
     tables = {}
@@ -187,6 +213,7 @@ def render_run(out: Path, card: dict[str, Any]) -> str:
     body = ["<h2>Result</h2>"]
     if headline:
         body.append(_summary_table(headline, card["targets"]))
+        body.append(_helpfulness_table(card.get("helpfulness") or {}))
     if results:
         models = [r.model for r in results]
         body += [
