@@ -8,10 +8,23 @@ loop.py        `rl_train`: rollouts, rewards, updates, in the run folder both lo
 monitor.py     proxy and gold against sqrt(KL) (Gao et al. 2022), gaming detection, best-of-n
 """
 
+from importlib import import_module
+from typing import Any
+
 from alignkit.rl.config import RL_METHODS, RLConfig, load_rl_config
-from alignkit.rl.loop import RLResult, rl_train
-from alignkit.rl.monitor import GamingMonitor, MonitorPoint, best_of_n, best_of_n_curve, kl_best_of_n
-from alignkit.rl.rewards import REWARDS, Reward, parse_reward
+
+# The loop, monitor and rewards pull in torch and transformers: imported on first use, so that reading a
+# config (a preset check, `--help`) stays fast.
+_LAZY = {"RLResult": "loop", "rl_train": "loop", "GamingMonitor": "monitor", "MonitorPoint": "monitor",
+         "best_of_n": "monitor", "best_of_n_curve": "monitor", "kl_best_of_n": "monitor", "REWARDS": "rewards",
+         "Reward": "rewards", "parse_reward": "rewards"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"alignkit.rl.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'alignkit.rl' has no attribute {name!r}")
+
 
 __all__ = [
     "REWARDS",
