@@ -58,6 +58,7 @@ def test_calibration_source_falls_back_to_the_file_name(tmp_path: Path) -> None:
     cal = calibrate(RefusalPatternJudge(), load_labelled(path))
     assert cal.per_source == {"team_labels": Agreement(2, 1 / 2, 1 / 2)}
     assert cal.per_style == {"-": Agreement(2, 1 / 2, 1 / 2)}
+    assert cal.per_file == {"team_labels": Agreement(2, 1 / 2, 1 / 2)}
 
 
 class ScriptedJudge:

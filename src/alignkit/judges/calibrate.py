@@ -49,6 +49,8 @@ class Calibration:
     """By the reply's `style`; replies without one under `-`."""
     per_source: dict[str, Agreement] = field(default_factory=dict)
     """By the reply's `source` (its file's `source` column, else the file's name)."""
+    per_file: dict[str, Agreement] = field(default_factory=dict)
+    """By the file the reply was read from (its name without suffix)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +94,7 @@ def calibration_of(name: str, examples: Sequence[LabelledResponse], verdicts: Se
         confusion=confusion,
         per_style=_grouped(scored, "style"),
         per_source=_grouped(scored, "source"),
+        per_file=_grouped(scored, "file"),
     )
 
 

@@ -129,8 +129,9 @@ class EmbeddingJudge:
 
     @classmethod
     def default(cls, log: Callable[[str], None] | None = None) -> EmbeddingJudge:
-        """Trained on the first labelled set's train split, once; later loads come from the cache."""
-        examples = [e for e in written_labelled() if e.split == "train"]
+        """Trained on the written replies' train split (`responses_*.jsonl`), once; later loads come from
+        the cache."""
+        examples = [e for e in written_labelled() if e.split == "train" and e.file.startswith("responses_")]
         cfg = TrainConfig()
         h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
         for ex in examples:

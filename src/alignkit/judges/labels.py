@@ -96,8 +96,8 @@ def _load_all(folder: Path) -> list[LabelledResponse]:
 
 
 def written_labelled() -> list[LabelledResponse]:
-    """The first labelled set: written replies (`responses_*.jsonl`, train and test) and hand-labelled
-    SmolLM2 replies (`heldout`)."""
+    """The first labelled set: written replies (`responses_*.jsonl`, train and test), and SmolLM2's replies
+    labelled by hand (`smollm2_*.jsonl`, train; `heldout_smollm2.jsonl`, kept for measurement)."""
     return _load_all(_folder())
 
 

@@ -3,13 +3,16 @@
 The same reply is a refusal of one prompt and an answer to another ("I don't have access to that
 information" refuses a question about a real person's address, and answers one about Sherlock Holmes's
 bank balance), so the judge reads one sequence, `[CLS] prompt head [SEP] reply head ... reply tail [SEP]`,
-through the first `layers` layers of the all-MiniLM-L6-v2 encoder, and a linear head over the [CLS]
-vector, the mean of the reply's tokens and a few refusal-phrase features picks one of four outcomes:
-the three XSTest classes and `evasive`.
+through the first `layers` layers of the all-MiniLM-L6-v2 encoder, frozen. One small transformer layer
+trained on top, then a linear head over its [CLS] vector, the mean and max over the reply's tokens and a
+few refusal-phrase features, picks one of four outcomes: the three XSTest classes and `evasive`.
 
-Training keeps the lower layers frozen and computes them once per reply; only the top `trained_layers`
-layers and the head learn, which keeps the first use to a few minutes on 2 cores. The trained judge is
-cached under $ALIGNKIT_HOME/judges by the hash of its data, settings and encoder.
+Why this shape: fine-tuning a MiniLM layer over ~3,400 pairs took far over the few minutes a first use
+may take on 2 cores (bench/results/judge_tune.jsonl, first row); with the encoder frozen, its output is
+computed once per input (and kept, so a retrain on a corrected review file encodes only the new rows),
+and the small layer trains in seconds an epoch. Settings were chosen on a validation split carved from
+the train split by prompt (bench/judge_tune.py). The trained judge is cached under
+$ALIGNKIT_HOME/judges by the hash of its data, settings and encoder.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class PairConfig:
     """Tokens of the reply's end, for a long reply: a closing offer or a last step."""
     features: bool = True
     """Add the pattern judge's outcome, a numbered-list flag and the reply's length to the head's input."""
+    balanced: bool = True
+    """Weight each label by the inverse of its count in the training data."""
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-3
@@ -221,7 +226,8 @@ class PairJudge:
         labels = torch.tensor([LABELS.index(e.label) for e in examples])
         counts = torch.bincount(labels, minlength=len(LABELS)).float()
         present = counts > 0
-        class_weights = torch.where(present, counts.sum() / (int(present.sum()) * counts.clamp(min=1.0)), 0.0)
+        inverse = counts.sum() / (int(present.sum()) * counts.clamp(min=1.0))
+        class_weights = torch.where(present, inverse if cfg.balanced else torch.ones_like(counts), 0.0)
 
         cache = states if states is not None else {}
         keys = [_state_key(cfg.layers, e.ids) for e in encoded]
