@@ -5,8 +5,11 @@ from __future__ import annotations
 from alignkit.judges.base import LABELS, OUTCOMES, Judge, Outcome, Verdict, three_class
 from alignkit.judges.patterns import RefusalPatternJudge
 
-DEFAULT_JUDGE = "pair"
-"""The judge every command uses unless told otherwise: the prompt-and-reply cross-encoder."""
+DEFAULT_JUDGE = "embedding"
+"""The judge every command uses unless told otherwise. Still the reply classifier: the pair judge reads
+prompt and reply together and is far better on replies of other styles (0.98 vs 0.82 refusal-vs-compliance
+on the style corpus's test split) but worse on SmolLM2's own hand-labelled replies (0.90 vs 0.94), the
+model the demo aligns; `--judge pair` picks it (bench/judge_accuracy.py)."""
 JUDGES = ("pair", "embedding", "patterns", "llm:<model>")
 """Judge specs `make_judge` takes."""
 

@@ -66,6 +66,8 @@ def _encoder_ref(encoder: str) -> str:
 
 class EmbeddingJudge:
     name = "embedding"
+    data_sha256 = ""
+    """The hash of the training replies, their labels and the settings (what the posture card records)."""
 
     def __init__(self, model: ReplyClassifier, tokenizer: Any, max_length: int = 192) -> None:
         self.model = model.eval()
@@ -138,9 +140,11 @@ class EmbeddingJudge:
             h.update(json.dumps([ex.response, ex.label]).encode())
         folder = home() / "judges" / f"embedding-{h.hexdigest()[:16]}"
         if (folder / "head.pt").exists():
-            return cls.load(folder)
-        judge = cls.train(examples, cfg, log=log)
-        judge.save(folder)
+            judge = cls.load(folder)
+        else:
+            judge = cls.train(examples, cfg, log=log)
+            judge.save(folder)
+        judge.data_sha256 = h.hexdigest()
         return judge
 
     def save(self, folder: str | Path) -> Path:
