@@ -10,7 +10,7 @@ DEFAULT_JUDGE = "embedding"
 prompt and reply together and is far better on replies of other styles (0.98 vs 0.82 refusal-vs-compliance
 on the style corpus's test split) but worse on SmolLM2's own hand-labelled replies (0.90 vs 0.94), the
 model the demo aligns; `--judge pair` picks it (bench/judge_accuracy.py)."""
-JUDGES = ("pair", "embedding", "patterns", "llm:<model>")
+JUDGES = ("embedding", "pair", "pair:<folder>", "patterns", "llm:<model>")
 """Judge specs `make_judge` takes."""
 
 __all__ = [
@@ -35,6 +35,10 @@ def make_judge(spec: str, *, backend: str = "hf", base_url: str | None = None) -
         from alignkit.judges.pair import train_judge
 
         return train_judge()
+    if spec.startswith("pair:") and len(spec) > 5:  # a retrained pair judge's folder (`alignkit judge train`)
+        from alignkit.judges.pair import PairJudge
+
+        return PairJudge.load(spec[5:])
     if spec == "embedding":
         from alignkit.judges.embedding import EmbeddingJudge
 
