@@ -21,7 +21,8 @@ with pairs built from the default suite (refusals, helpful replies, compliant re
 20-200 tokens), so lengths vary and padding is part of what is measured.
 
     .venv/bin/python bench/dpo_vs_trl.py [--pairs 64] [--modes full,lora] [--repeats 1] [--data prefs.jsonl]
-                                         [--unpacked] [--device cpu|cuda] [--dtype fp32|bf16] [--batch-size 4]
+                                         [--packing auto|pairs|positions|off] [--device cpu|cuda]
+                                         [--dtype fp32|bf16] [--batch-size 4]
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def child_alignkit(args: argparse.Namespace) -> dict[str, Any]:
         bf16=args.dtype == "bf16",
         merge=False,
         seed=0,
-        pack_pairs=not args.unpacked,
+        packing=args.packing,
     )
     # a fresh folder: an existing one would make the trainer resume instead of train
     out = Path(tempfile.mkdtemp(prefix=f"alignkit-{args.mode}-", dir=args.workdir))
@@ -290,6 +291,7 @@ def child_alignkit(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": max(load_peak, train_peak),
         "gpu_peak_mb": gpu_peak_mb(),
         "device": str(trainer.acc.device),
+        "packing": trainer.packing,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     }
 
@@ -383,7 +385,7 @@ def run_child(trainer: str, mode: str, args: argparse.Namespace, workdir: str) -
     cmd = [sys.executable, __file__, "--child", trainer, "--mode", mode, "--data", str(args.data)]
     cmd += ["--model", args.model, "--threads", str(args.threads), "--workdir", workdir, "--child-out", str(out)]
     cmd += ["--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size)]
-    cmd += ["--unpacked"] if args.unpacked else []
+    cmd += ["--packing", args.packing]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
     env["ALIGNKIT_DEVICE"] = args.device  # alignkit's device rule (`alignkit.device.pick_device`)
     subprocess.run(cmd, check=True, env=env)
@@ -451,7 +453,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="runs per trainer and mode; the best is reported")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--unpacked", action="store_true", help="alignkit: chosen and rejected in separate rows (ablation)")
+    ap.add_argument(
+        "--packing",
+        choices=["auto", "pairs", "positions", "off"],
+        default="auto",
+        help="alignkit's row layout (TrainConfig.packing; auto: shared-prompt pairs on the CPU, one row each on a GPU)",
+    )
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both trainers run")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast over fp32 weights")
     ap.add_argument("--batch-size", type=int, default=BATCH, help="pairs per optimizer step, both trainers")
@@ -548,7 +555,7 @@ def main() -> None:
             "scheduler": "cosine",
             "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "target_modules": "all-linear"},
             "threads": args.threads,
-            "alignkit_pack_pairs": not args.unpacked,
+            "alignkit_packing": args.packing,
         },
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": load_after},
         "summary": summary,

@@ -151,11 +151,11 @@ tests() {
     ALIGNKIT_DTYPE=fp32 "$PY" -m pytest "${args[@]}"
 }
 
-dpo() { # batch size
+dpo() { # batch size, modes, alignkit's packing (auto: one row per sequence under SDPA on a GPU)
     local extra=(--device cuda --dtype bf16 --pairs 256 --threads 8 --batch-size "$1")
     # dry run: a batch of 2 or 4 pairs, once, so the CPU gets through it
     [ "$DRY" = 1 ] && extra=(--device cpu --dtype fp32 --pairs $(($1 / 8)) --threads 2 --batch-size $(($1 / 8)))
-    "$PY" bench/dpo_vs_trl.py --model "$MODEL" --modes full,lora "${extra[@]}" --out "$WORK/dpo_b$1.json"
+    "$PY" bench/dpo_vs_trl.py --model "$MODEL" --modes "$2" --packing "$3" "${extra[@]}" --out "$WORK/dpo_b$1_$3.json"
 }
 
 generate() {
@@ -181,8 +181,10 @@ step setup 120 setup
 # while the machine is warm, so its stage times add up across calls.
 want tests && step tests 180 tests
 if want dpo; then
-    step dpo_b16 90 dpo 16
-    step dpo_b64 90 dpo 64
+    step dpo_b16 90 dpo 16 full,lora auto
+    step dpo_b64 90 dpo 64 full,lora auto
+    # the CPU's winner, shared-prompt rows with a 4D mask, on the GPU: what decides auto's GPU default
+    step dpo_b16_pairs 45 dpo 16 full pairs
 fi
 want generate && step generate 90 generate
 want run && step run 100000 run
@@ -228,15 +230,16 @@ try:
     summary["tests"] = {**counts, "failed": bad}
 except (OSError, ET.ParseError, AttributeError):
     summary["tests"] = None
-for b in (16, 64):
-    r = load(work / f"dpo_b{b}.json")
+for b, packing in ((16, "auto"), (64, "auto"), (16, "pairs")):
+    name = f"dpo_b{b}" if packing == "auto" else f"dpo_b{b}_{packing}"
+    r = load(work / f"dpo_b{b}_{packing}.json")
     if isinstance(r, dict):
         def peak(trainer: str, mode: str) -> float | None:
             got = [x.get("gpu_peak_mb") for x in r.get("runs", []) if (x["trainer"], x["mode"]) == (trainer, mode)]
             got = [g for g in got if g is not None]
             return max(got) if got else None
 
-        summary[f"dpo_b{b}"] = {
+        summary[name] = {
             mode: {
                 "alignkit_pairs_per_s": v["alignkit"]["pairs_per_s"],
                 "trl_pairs_per_s": v["trl"]["pairs_per_s"],
@@ -246,7 +249,7 @@ for b in (16, 64):
             }
             for mode, v in r.get("summary", {}).items()
         }
-        summary[f"dpo_b{b}_full_result"] = r
+        summary[f"{name}_full_result"] = r
 summary["generate"] = load(work / "generate.json")
 runs = sorted(work.glob("run-*/stages.json"))
 if runs:
@@ -257,7 +260,7 @@ if runs:
         "stages": stages,
     }
 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-brief = {k: v for k, v in summary.items() if k in ("steps", "tests", "dpo_b16", "dpo_b64")}
+brief = {k: v for k, v in summary.items() if k in ("steps", "tests", "dpo_b16", "dpo_b64", "dpo_b16_pairs")}
 brief["generate"] = [
     {k: r.get(k) for k in ("mode", "batch_size", "new_tokens_per_s", "same_as_plain")}
     for r in (summary.get("generate") or {}).get("rows", [])

@@ -138,3 +138,33 @@ def test_position_id_packing_gives_the_log_probs_of_separate_rows(tiny_model_pat
     pairs = pack_pairs([(seqs[0], seqs[2]), (seqs[3], seqs[5])], None)
     got_pairs, _, _ = wrapper(**pairs)
     torch.testing.assert_close(got_pairs, want[[0, 3, 2, 5]], atol=1e-4, rtol=1e-5)
+
+
+def test_every_encoder_follows_the_device_rule(no_env: pytest.MonkeyPatch) -> None:
+    """The reply judges and the guard's sentence encoder load where `pick_device` says: the variable
+    asking for a GPU this machine lacks is the same one-line error as for a generator; by default they
+    run on the CPU here and give CPU tensors back."""
+    from transformers import BertConfig, BertModel
+
+    from alignkit.guard.rails.topic import SentenceEncoder
+    from alignkit.judges.embedding import EmbeddingJudge, ReplyClassifier
+    from alignkit.judges.pair import PairClassifier, PairConfig, PairJudge
+
+    tiny = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    makers = [
+        lambda: EmbeddingJudge(ReplyClassifier(BertModel(tiny)), tokenizer=None),
+        lambda: PairJudge(PairClassifier(BertModel(tiny, add_pooling_layer=False), 8, True), None, PairConfig()),
+        lambda: SentenceEncoder(),
+    ]
+    gpus(no_env, cuda=0)
+    no_env.setenv(dev.ENV_VAR, "cuda")
+    for make in makers:
+        with pytest.raises(AlignkitError, match=r"ALIGNKIT_DEVICE: cuda requested but torch\.cuda\.is_available"):
+            make()
+    no_env.delenv(dev.ENV_VAR)
+    for make in makers:
+        made = make()
+        assert made.device == torch.device("cpu")
+        assert {p.device for p in made.model.parameters()} == {torch.device("cpu")}
+    vectors = makers[2]().encode(["a chemistry question", "a cooking question"])
+    assert vectors.device == torch.device("cpu") and vectors.shape[0] == 2

@@ -87,3 +87,8 @@ def pick_dtype(device: torch.device, requested: str | torch.dtype | None = None)
 def dtype_name(dtype: torch.dtype) -> str:
     """'bfloat16', 'float32', ...: how the posture card and `models info` print a dtype."""
     return str(dtype).removeprefix("torch.")
+
+
+def on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with every tensor on the CPU, so that what is saved loads on any machine."""
+    return {k: v.detach().cpu() for k, v in state.items()}

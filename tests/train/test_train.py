@@ -151,16 +151,43 @@ def test_packed_pairs_equal_separate_rows_in_value_and_gradient(tiny_model_path:
         torch.testing.assert_close(g, h, atol=1e-4, rtol=1e-3)
 
 
-def test_packing_trains_like_separate_rows(tmp_path: Path, tiny_model_path: Path) -> None:
-    """The same DPO run packed and unpacked: same losses step by step (LoRA, so the reference pass runs
-    with the adapters off). One batch holds all the data, as length grouping orders packed pairs by
-    their row length and would otherwise batch them differently."""
-    data = write_data(tmp_path)["pref"]
+@pytest.mark.parametrize("method", ["dpo", "sft"])
+def test_every_packing_trains_like_separate_rows(tmp_path: Path, tiny_model_path: Path, method: str) -> None:
+    """The same run with shared-prompt rows (DPO only), position-id packing and one padded row per
+    sequence: same losses step by step (LoRA, so the reference pass runs with the adapters off). One
+    batch holds all the data, as length grouping orders packed pairs by their row length and would
+    otherwise batch them differently."""
+    data = write_data(tmp_path)["pref" if method == "dpo" else "sft"]
     same = dict(eval_fraction=0.0, batch_size=len(PROMPTS))
-    packed = train(str(tiny_model_path), data, tmp_path / "packed", cfg("dpo", **same))
-    plain = train(str(tiny_model_path), data, tmp_path / "plain", cfg("dpo", pack_pairs=False, **same))
-    assert packed.steps == plain.steps == 3
-    assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "plain"), abs=1e-4)
+    layouts = ["pairs", "positions", "off"] if method == "dpo" else ["positions", "off"]
+    for packing in layouts:
+        run = train(str(tiny_model_path), data, tmp_path / packing, cfg(method, packing=packing, **same))
+        assert run.steps == 3
+    for packing in layouts[:-1]:
+        assert losses(tmp_path / packing) == pytest.approx(losses(tmp_path / "off"), abs=1e-4), packing
+
+
+def test_auto_packing_per_kernel_and_device(tiny_model_path: Path) -> None:
+    """auto: shared-prompt rows for paired methods under SDPA on the CPU (the CPU bench's winner), one
+    row per sequence under SDPA on a GPU (no dense mask), position ids under a flash kernel; an explicit
+    layout the kernel cannot run is a one-line error."""
+    from transformers import AutoModelForCausalLM
+
+    from alignkit.train.batches import choose_packing
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert model.config._attn_implementation == "sdpa"
+    assert [choose_packing("auto", m, model, cpu) for m in ("dpo", "sft", "reward")] == ["pairs", "off", "off"]
+    assert choose_packing("auto", "dpo", model, gpu) == "off"
+    assert choose_packing("positions", "reward", model, cpu) == "off"
+    model.config._attn_implementation = "flash_attention_2"
+    assert [choose_packing("auto", m, model, gpu) for m in ("dpo", "kto")] == ["positions", "positions"]
+    with pytest.raises(AlignkitError, match="packing=pairs needs sdpa attention; this model runs flash_attention_2"):
+        choose_packing("pairs", "dpo", model, gpu)
+    model.config._attn_implementation = "eager"
+    with pytest.raises(AlignkitError, match="packing=positions needs one of"):
+        choose_packing("positions", "dpo", model, cpu)
 
 
 def test_epoch_order_is_deterministic_and_length_grouped(tiny_model_path: Path, tmp_path: Path) -> None:

@@ -100,9 +100,9 @@ def calibration_of(name: str, examples: Sequence[LabelledResponse], verdicts: Se
 
 def judge_card(judge: Judge) -> dict[str, Any]:
     """What a posture card records about its judge: the sha256 of the data it was trained on (None for a
-    judge that learns nothing, such as the phrase list) and its agreement on the style corpus's test split,
-    overall and per style, and on the hand-labelled SmolLM2 replies (`heldout`). Cached beside a trained
-    judge, since it costs a pass over about a thousand replies."""
+    judge that learns nothing, such as the phrase list), where it ran, and its agreement on the style
+    corpus's test split, overall and per style, and on the hand-labelled SmolLM2 replies (`heldout`).
+    Cached beside a trained judge, since it costs a pass over about a thousand replies."""
     import json
     from pathlib import Path
 
@@ -110,9 +110,10 @@ def judge_card(judge: Judge) -> dict[str, Any]:
 
     folder = getattr(judge, "folder", None)
     cached = Path(folder) / "card.json" if folder is not None else None
+    ran_on = {"device": str(judge.device)} if hasattr(judge, "device") else {}
     if cached is not None and cached.exists():
         card: dict[str, Any] = json.loads(cached.read_text())
-        return card
+        return {**card, **ran_on}
     test = [e for e in corpus_labelled() if e.split == "test"]
     heldout = [e for e in written_labelled() if e.split == "heldout"]
     on_test = calibrate(judge, test)
@@ -128,4 +129,4 @@ def judge_card(judge: Judge) -> dict[str, Any]:
     }
     if cached is not None:
         cached.write_text(json.dumps(card, indent=1) + "\n")
-    return card
+    return {**card, **ran_on}

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from alignkit.device import on_cpu, pick_device
 from alignkit.embeddings import DEFAULT_ENCODER, packaged_encoder
 from alignkit.judges.base import OUTCOMES, Verdict, three_class
 from alignkit.judges.labels import LabelledResponse, written_labelled
@@ -69,8 +70,12 @@ class EmbeddingJudge:
     data_sha256 = ""
     """The hash of the training replies, their labels and the settings (what the posture card records)."""
 
-    def __init__(self, model: ReplyClassifier, tokenizer: Any, max_length: int = 192) -> None:
-        self.model = model.eval()
+    def __init__(
+        self, model: ReplyClassifier, tokenizer: Any, max_length: int = 192, device: str | torch.device | None = None
+    ) -> None:
+        self.device = pick_device(device)
+        """Where it reads (`alignkit.device.pick_device`: a GPU when there is one), in fp32."""
+        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
 
@@ -154,7 +159,7 @@ class EmbeddingJudge:
         try:
             self.model.encoder.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            torch.save({"head": self.model.head.state_dict(), "max_length": self.max_length}, tmp / "head.pt")
+            torch.save({"head": on_cpu(self.model.head.state_dict()), "max_length": self.max_length}, tmp / "head.pt")
             if dest.exists():
                 shutil.rmtree(dest)
             tmp.replace(dest)
@@ -167,7 +172,7 @@ class EmbeddingJudge:
     def load(cls, folder: str | Path) -> EmbeddingJudge:
         from transformers import AutoModel, AutoTokenizer
 
-        blob = torch.load(Path(folder) / "head.pt", weights_only=True)
+        blob = torch.load(Path(folder) / "head.pt", map_location="cpu", weights_only=True)
         model = ReplyClassifier(AutoModel.from_pretrained(str(folder)))
         model.head.load_state_dict(blob["head"])
         return cls(model, AutoTokenizer.from_pretrained(str(folder)), int(blob["max_length"]))
@@ -185,8 +190,8 @@ class EmbeddingJudge:
                 truncation=True,
                 max_length=self.max_length,
                 return_tensors="pt",
-            )
-            out[idx] = torch.softmax(self.model(**enc), dim=-1)
+            ).to(self.device)
+            out[idx] = torch.softmax(self.model(**enc).float(), dim=-1).cpu()
         return out
 
     def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from alignkit.device import on_cpu, pick_device
 from alignkit.embeddings import DEFAULT_ENCODER, packaged_encoder
 from alignkit.errors import AlignkitError
 from alignkit.judges.base import LABELS, Verdict
@@ -191,8 +192,17 @@ def _length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random)
 class PairJudge:
     name = "pair"
 
-    def __init__(self, model: PairClassifier, tokenizer: Any, config: PairConfig, data_sha256: str = "") -> None:
-        self.model = model.eval()
+    def __init__(
+        self,
+        model: PairClassifier,
+        tokenizer: Any,
+        config: PairConfig,
+        data_sha256: str = "",
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.device = pick_device(device)
+        """Where it reads (`alignkit.device.pick_device`: a GPU when there is one), in fp32."""
+        self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.config = config
         self.data_sha256 = data_sha256
@@ -294,7 +304,7 @@ class PairJudge:
         try:
             self.model.encoder.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            trained = {k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
+            trained = on_cpu({k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")})
             torch.save(trained, tmp / "head.pt")
             meta = {"config": asdict(self.config), "data_sha256": self.data_sha256}
             (tmp / "judge.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -314,7 +324,8 @@ class PairJudge:
         meta = json.loads((Path(folder) / "judge.json").read_text())
         cfg = PairConfig(**meta["config"])
         model = PairClassifier(AutoModel.from_pretrained(str(folder), add_pooling_layer=False), cfg.width, cfg.features)
-        result = model.load_state_dict(torch.load(Path(folder) / "head.pt", weights_only=True), strict=False)
+        head = torch.load(Path(folder) / "head.pt", map_location="cpu", weights_only=True)
+        result = model.load_state_dict(head, strict=False)
         if result.unexpected_keys or any(not k.startswith("encoder.") for k in result.missing_keys):
             raise AlignkitError(f"{folder}/head.pt does not fit the judge's settings: {result}")
         judge = cls(model, AutoTokenizer.from_pretrained(str(folder)), cfg, str(meta["data_sha256"]))
@@ -329,9 +340,9 @@ class PairJudge:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
-            ids, attention, reply, feats = _batch([encoded[i] for i in idx])
+            ids, attention, reply, feats = (t.to(self.device) for t in _batch([encoded[i] for i in idx]))
             hidden = self.model.lower(ids, attention)
-            out[idx] = torch.softmax(self.model.upper(hidden, attention, reply, feats), dim=-1)
+            out[idx] = torch.softmax(self.model.upper(hidden, attention, reply, feats).float(), dim=-1).cpu()
         return out
 
     def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:

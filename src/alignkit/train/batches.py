@@ -259,6 +259,33 @@ def supports_packed_positions(model: Any) -> bool:
     return getattr(inner.config, "_attn_implementation", None) in PACKED_POSITION_KERNELS
 
 
+def choose_packing(requested: str, method: str, model: Any, device: torch.device) -> str:
+    """The row layout a run trains with ("pairs", "positions" or "off"; see `TrainConfig.packing`) for
+    this method, model and device. An explicit request the attention implementation cannot honour is a
+    one-line error rather than silently wrong log-probs."""
+    from alignkit.errors import AlignkitError
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kernel = getattr(inner.config, "_attn_implementation", None)
+    paired = method in ("dpo", "ipo", "robust", "simpo", "orpo")
+    if method == "reward" or requested == "off":
+        return "off"
+    if requested == "pairs":
+        if kernel != "sdpa":
+            raise AlignkitError(f"packing=pairs needs sdpa attention; this model runs {kernel} (use positions or off)")
+        return "pairs" if paired else "off"
+    if requested == "positions":
+        if kernel not in PACKED_POSITION_KERNELS:
+            kernels = ", ".join(PACKED_POSITION_KERNELS)
+            raise AlignkitError(f"packing=positions needs one of {kernels}; this model runs {kernel}")
+        return "positions"
+    if kernel is not None and kernel.startswith("flash_attention"):
+        return "positions"
+    if paired and kernel == "sdpa" and device.type == "cpu":
+        return "pairs"
+    return "off"
+
+
 def pack_sequences(seqs: Sequence[Sequence_], pad_id: int | None, width: int | None = None) -> dict[str, torch.Tensor]:
     """Whole sequences laid end to end in rows of at most `width` tokens (default: the longest
     sequence), first-fit by decreasing length, each one's position ids starting again at 0 and no

@@ -93,9 +93,13 @@ class TrainConfig(LoraSettings):
     """torch intra-op threads on CPU (None: torch's default)."""
     merge: bool = True
     """After LoRA training, also write the merged model (out/merged)."""
-    pack_pairs: bool = True
-    """Paired log-prob methods: chosen and rejected share one row that holds their common prompt once
-    (a 4D attention mask keeps the two replies apart); needs SDPA attention, else rows stay separate."""
+    packing: Literal["auto", "pairs", "positions", "off"] = "auto"
+    """How sequences share rows. pairs: a pair's chosen and rejected share one row that holds their common
+    prompt once, a 4D attention mask keeping the replies apart (SDPA; 2.5x TRL on the CPU). positions:
+    whole sequences end to end with restarting position ids and no mask, which flash kernels run as
+    variable-length sequences. off: one padded row per sequence. auto: positions under a flash kernel,
+    pairs for paired methods under SDPA on the CPU, off on a GPU under SDPA (a dense 4D mask keeps SDPA
+    off its fastest kernels there). The reward model reads one score per row and never packs."""
 
     @property
     def paired(self) -> bool:
@@ -104,11 +108,6 @@ class TrainConfig(LoraSettings):
     @property
     def uses_reference(self) -> bool:
         return self.method in USES_REFERENCE
-
-    @property
-    def packs(self) -> bool:
-        """Pairs go into shared-prompt rows (the reward model reads one score per row, so it does not)."""
-        return self.pack_pairs and self.paired and self.method != "reward"
 
 
 def _parse_value(raw: str) -> Any:

@@ -31,10 +31,12 @@ from alignkit.errors import AlignkitError
 from alignkit.train.batches import (
     ChatTokenizer,
     Example,
+    choose_packing,
     collate,
     epoch_order,
     load_examples,
     pack_pairs,
+    pack_sequences,
     packed_length,
 )
 from alignkit.train.checkpoint import load_tensors
@@ -92,8 +94,9 @@ class Trainer:
             reward_head=cfg.method == "reward",
             gradient_checkpointing=cfg.gradient_checkpointing,
         )
-        # shared-prompt rows need a 4D boolean mask, which SDPA takes as it is (eager attention adds it)
-        self.packs = cfg.packs and getattr(self.model.config, "_attn_implementation", None) == "sdpa"
+        self.packing = choose_packing(cfg.packing, cfg.method, self.model, self.acc.device)
+        """The row layout: "pairs" (shared-prompt rows), "positions" (restarting position ids) or "off"."""
+        self.packs = self.packing == "pairs"
         if self.packs:  # length grouping then sorts pairs by the row they will take
             for e in self.train_set + self.eval_set:
                 e.packed = packed_length(e.seqs[0], e.seqs[1])
@@ -217,7 +220,11 @@ class Trainer:
     # ---- losses -------------------------------------------------------------------------------
 
     def _batch(self, seqs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.acc.device) for k, v in collate(seqs, self.tokenizer.pad_token_id).items()}
+        """The sequences for one forward pass whose sums come back in their order: padded rows, or laid end
+        to end when packing by positions."""
+        pad = self.tokenizer.pad_token_id
+        batch = pack_sequences(seqs, pad) if self.packing == "positions" else collate(seqs, pad)
+        return {k: v.to(self.acc.device) for k, v in batch.items()}
 
     def _pairs(self, part: Sequence[Example]) -> dict[str, torch.Tensor]:
         """Chosen and rejected of each pair, for one forward pass whose sums list the chosen first."""

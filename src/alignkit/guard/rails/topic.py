@@ -63,7 +63,11 @@ class SentenceEncoder:
             path = packaged_encoder()
         self.path = str(path)
         self.tokenizer: Any = AutoTokenizer.from_pretrained(self.path)
-        self.model: Any = AutoModel.from_pretrained(self.path).eval()
+        from alignkit.device import pick_device
+
+        self.device = pick_device()
+        """Where it encodes (`alignkit.device.pick_device`: a GPU when there is one), in fp32."""
+        self.model: Any = AutoModel.from_pretrained(self.path).eval().to(self.device)
         self.max_length = max_length
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-encoder")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -85,11 +89,11 @@ class SentenceEncoder:
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
-                )
+                ).to(self.device)
                 hidden = self.model(**enc).last_hidden_state  # (B, T, D)
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, D)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1))
+                out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
         return torch.cat(out) if out else torch.zeros((0, int(self.model.config.hidden_size)))
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
