@@ -196,6 +196,33 @@ def test_a_smoke_run_trains_any_chain_of_methods_and_exports_the_last(tmp_path: 
     assert set(card["adapters"]) == {"sft", "orpo"} and all(card["adapters"].values())
 
 
+def test_odpo_rounds_curate_from_the_newest_model_and_train_from_it(tmp_path: Path) -> None:
+    """`methods=[sft,odpo,odpo]`: each round curates on-policy pairs from the model the stage before
+    left (round 1 from sft's, round 2 from round 1's), with fresh samples, then trains DPO on them from
+    that model; the round is in every pair's provenance and in the stage's summary."""
+    import yaml
+
+    out = tmp_path / "run"
+    done = subprocess.run([*RUN, "--out", str(out), "methods=[sft,odpo,odpo]", "guard=false"], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert list(stages) == ["baseline", "redteam", "curate", "sft", "odpo", "odpo-2", "after", "report"]
+    for stage, start, r in (("odpo", "sft", 1), ("odpo-2", "odpo", 2)):
+        curated = json.loads((out / f"curate-{stage}" / "curate.json").read_text())
+        assert curated["config"]["method"] == "on-policy" and curated["config"]["round"] == r
+        assert curated["policy"] == start  # the stage whose model sampled
+        pairs = [json.loads(line) for line in (out / f"curate-{stage}" / "preferences.jsonl").read_text().splitlines()]
+        assert pairs and {p["provenance"]["round"] for p in pairs} == {r}
+        assert stages[stage]["on_policy"]["round"] == r
+        assert stages[stage]["on_policy"]["preference_pairs"] == len(pairs)
+        config = yaml.safe_load((out / stage / "config.yaml").read_text())
+        assert config["model"] == stages[start]["model_dir"] and config["method"] == "dpo"
+        assert config["data"] == str(out / f"curate-{stage}" / "preferences.jsonl")
+    preset = json.loads((out / "preset.json").read_text())
+    assert preset["on_policy"]["partial_refusals_chosen"] is False
+
+
 def test_broad_training_prompts_come_in_the_pool_s_shares_and_spread_over_kinds(tmp_path: Path) -> None:
     from alignkit.pipeline import Run
 

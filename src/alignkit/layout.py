@@ -71,6 +71,10 @@ class RunLayout:
         """Curated prompts as a prompts file (online RL stages sample from it)."""
         return self.data / "prompts.jsonl"
 
+    def round_curate(self, stage: str) -> Path:
+        """An `odpo` stage's on-policy curation (sft.jsonl, preferences.jsonl, trace.jsonl, curate.json)."""
+        return self.root / f"curate-{stage}"
+
     def train(self, stage: str) -> Path:
         """A training stage's run folder (checkpoints, metrics, adapter, merged model)."""
         return self.root / stage

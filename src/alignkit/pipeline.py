@@ -17,14 +17,14 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from alignkit.errors import AlignkitError
 from alignkit.layout import POSTURES, RunLayout, stage_names
 from alignkit.metrics import Rate
-from alignkit.presets import Preset
+from alignkit.presets import ONLINE_DPO, Preset
 from alignkit.steer import SteerConfig
 
 Progress = Callable[[str, int, int], None]
@@ -319,7 +319,12 @@ class Run:
         cfg = self.p.train[method]
         if isinstance(cfg, SteerConfig):
             return self._steer(stage, start, cfg, last=i == len(names) - 1)
-        spec = TrainSpec(config=cfg, model=start, out=self.layout.train(stage), data=self._data_for(method),
+        curated: dict[str, Any] = {}
+        if method == ONLINE_DPO:
+            data, curated = self._round_pairs(stage, start)
+        else:
+            data = self._data_for(method)
+        spec = TrainSpec(config=cfg, model=start, out=self.layout.train(stage), data=data,
                          prompts=self._train_prompts(), reward=f"judge:{self.p.judge}")  # fmt: skip
         result = run_train(spec, self._stage_progress(f"train {stage}"))
         if result.model_dir is None:
@@ -332,7 +337,28 @@ class Run:
                     "gaming_step": result.gaming_step, "model_dir": str(result.model_dir)}  # fmt: skip
         return {"steps": result.steps, "seconds_training": round(result.train_seconds, 1),
                 "final": {k: v for k, v in result.final_metrics.items() if k in ("loss", "rewards/margins")},
-                "eval": result.eval_metrics, "model_dir": str(result.model_dir)}  # fmt: skip
+                "eval": result.eval_metrics, "model_dir": str(result.model_dir),
+                **({"on_policy": curated} if curated else {})}  # fmt: skip
+
+    def _round_pairs(self, stage: str, start: str) -> tuple[Path, dict[str, Any]]:
+        """An `odpo` round's data: the on-policy pairs of `start` (the previous stage's model) on the
+        curated prompts, judged; the round number (1 for the first `odpo` stage) reseeds the samples.
+        Curation persists as it goes, so a killed round resumes where it stopped."""
+        from alignkit.jobs.curate import CurateSpec, run_curate
+
+        names = stage_names(self.p.methods)
+        rounds = [n for n, m in zip(names, self.p.methods, strict=True) if m == ONLINE_DPO]
+        config = replace(self.p.on_policy, round=rounds.index(stage) + 1)
+        spec = CurateSpec(model=start, out=self.layout.round_curate(stage), judge=self.p.judge,
+                          prompts=self._train_prompts(), prompts_source="default",
+                          constitution=self.constitution_spec, config=config)  # fmt: skip
+        previous = names[names.index(stage) - 1] if names.index(stage) > 0 else self.p.model
+        policy = self.backend(start, previous)  # provenance names the stage whose model sampled
+        result = run_curate(spec, self._stage_progress(f"curate {stage}"), policy=policy, judge=self.judge)
+        s = result.summary
+        summary = {"round": config.round, "prompts": s["prompts"], "preference_pairs": s["preference_pairs"],
+                   "pair_sources": s["pair_sources"], "skipped": s["skipped"]}  # fmt: skip
+        return Path(result.preferences_path), summary
 
     def _export_aligned(self, model_dir: Path) -> None:
         """Copy the last stage's model into `model/`, atomically (a kill leaves the old one or the new)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from alignkit.curate import CurateConfig
 from alignkit.errors import AlignkitError
@@ -20,7 +20,10 @@ from alignkit.settings import merge, parse_overrides, validate
 from alignkit.steer import SteerConfig
 from alignkit.train.config import METHODS, TrainConfig
 
-STAGE_METHODS: tuple[str, ...] = (*(m for m in METHODS if m != "reward"), *RL_METHODS, "cast")
+ONLINE_DPO = "odpo"
+"""A round of iterative (online) DPO: curate on-policy pairs from the previous stage's model (`on_policy`
+settings), then DPO on them from that model. Repeat it for more rounds."""
+STAGE_METHODS: tuple[str, ...] = (*(m for m in METHODS if m != "reward"), ONLINE_DPO, *RL_METHODS, "cast")
 """Methods a run can chain: every offline method that yields a policy, online RL, and conditional
 activation steering (`cast`, no weight change; last if present)."""
 
@@ -66,12 +69,17 @@ class Preset(BaseModel):
     kind, so the model learns the boundary rather than the suite's prompts."""
     curate: CurateConfig = Field(default_factory=CurateConfig)
     """Curation settings (`alignkit.curate.CurateConfig`)."""
+    on_policy: CurateConfig = Field(
+        default_factory=lambda: CurateConfig(method="on-policy", partial_refusals_chosen=False)
+    )
+    """Curation settings of each `odpo` round (method on-policy; `round` is set per stage)."""
     methods: tuple[str, ...] = ("sft", "dpo")
     """Training stages in order, each from the previous one's merged model: any of sft, dpo, ipo,
-    robust, simpo, orpo, kto, grpo, ppo (a method may repeat)."""
+    robust, simpo, orpo, kto, odpo (a round of on-policy DPO), grpo, ppo, cast (steering, last); a
+    method may repeat (`[sft, dpo, odpo, odpo]`: two on-policy rounds)."""
     train: dict[str, TrainConfig | RLConfig | SteerConfig] = Field(default_factory=dict)
-    """Settings per method (TrainConfig; RLConfig for grpo/ppo; SteerConfig for cast); a method left out
-    uses the defaults."""
+    """Settings per method (TrainConfig; RLConfig for grpo/ppo; SteerConfig for cast; odpo's are DPO's
+    TrainConfig); a method left out uses the defaults."""
     helpfulness: bool = True
     """Measure what alignment must not cost beside posture, before and after: checkable answers, the
     likelihood of reference answers, degenerate replies (the helpfulness suite's test split)."""
@@ -80,9 +88,9 @@ class Preset(BaseModel):
     guard: bool = True
     """Derive a guard for the categories that still fail the profile and measure posture through it."""
 
-    @field_validator("curate", mode="before")
+    @field_validator("curate", "on_policy", mode="before")
     @classmethod
-    def _curate(cls, value: Any) -> Any:
+    def _curate(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, CurateConfig):
             return value
         if not isinstance(value, dict):
@@ -91,6 +99,10 @@ class Preset(BaseModel):
         unknown = [k for k in value if k not in known]
         if unknown:
             raise ValueError(f"unknown setting '{unknown[0]}'; known: {', '.join(known)}")
+        if info.field_name == "on_policy":
+            if value.get("method", "on-policy") != "on-policy":
+                raise ValueError("odpo rounds curate on-policy; method must be on-policy")
+            value = {"partial_refusals_chosen": False, **value, "method": "on-policy"}
         return CurateConfig(**value)
 
     @field_validator("methods", mode="before")
@@ -118,7 +130,7 @@ class Preset(BaseModel):
             if isinstance(settings, TrainConfig | RLConfig | SteerConfig):
                 out[method] = settings
                 continue
-            body = {**(settings or {}), "method": method}
+            body = {**(settings or {}), "method": "dpo" if method == ONLINE_DPO else method}
             out[method] = validate(_config_model(method), body, f"train.{method}")
         return out
 
@@ -126,7 +138,8 @@ class Preset(BaseModel):
     def _every_method_configured(self) -> Preset:
         for method in self.methods:
             if method not in self.train:
-                self.train[method] = _config_model(method).model_validate({"method": method})
+                body = {"method": "dpo" if method == ONLINE_DPO else method}
+                self.train[method] = _config_model(method).model_validate(body)
         return self
 
     def resolved(self) -> dict[str, Any]:
@@ -160,6 +173,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "curate_benign": 8,
         "anchors": 4,
         "curate": {"max_new_tokens": 12, "helpful_samples": 1, "critique_benign": False},
+        "on_policy": {"max_new_tokens": 12, "helpful_samples": 1},
         "train": {m: _SMOKE_TRAIN for m in STAGE_METHODS if m not in (*RL_METHODS, "cast")}
         | {m: {"max_steps": 2, "prompts_per_step": 2, "group_size": 2, "max_new_tokens": 8} for m in RL_METHODS},
     },
@@ -168,11 +182,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "smollm2-135m-instruct",
         "anchors": 120,
         "curate": {"max_new_tokens": 96, "critique_benign": False},
+        "on_policy": {"max_new_tokens": 96},
         # measured on SmolLM2 (docs/results.md): SFT alone refuses half the benign test prompts; DPO at
         # 5e-4 on the contrast pairs gives most of that back, and some harmful compliance with it
         "train": {
             "sft": {"epochs": 2, "batch_size": 8, "max_length": 256, "learning_rate": 2e-4, "lora_r": 16},
             "dpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 5e-4, "beta": 0.1},
+            # a round of on-policy DPO starts from a model that already refuses: smaller steps than dpo's
+            "odpo": {"epochs": 1, "batch_size": 4, "max_length": 256, "learning_rate": 2e-4, "beta": 0.1},
         },
     },
     "gpu": {

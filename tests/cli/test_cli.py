@@ -51,3 +51,23 @@ def test_steering_needs_the_hf_backend() -> None:
 
     with pytest.raises(AlignkitError, match="--steer needs --backend hf"):
         BackendSpec(kind="openai", steer="x").build("m")
+
+
+def test_curate_on_policy_takes_its_round_samples_and_temperature(tmp_path: object) -> None:
+    """`alignkit curate --method on-policy` passes every on-policy setting through to the data it writes,
+    and says which prompts it skipped and why; rlaif with one sample is refused before anything loads."""
+    import json
+    from pathlib import Path
+
+    out = Path(str(tmp_path)) / "cur"
+    args = ["curate", "--method", "on-policy", "--model", "tiny-random-llama", "--judge", "patterns", "--limit", "6",
+            "--samples", "1", "--round", "2", "--temperature", "0.5", "--no-partial-refusals-chosen",
+            "--max-new-tokens", "8", "--out", str(out)]  # fmt: skip
+    result = RUNNER.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / "curate.json").read_text())["config"]
+    assert (cfg["round"], cfg["samples"], cfg["temperature"], cfg["partial_refusals_chosen"]) == (2, 1, 0.5, False)
+    summary = json.loads((out / "curate.json").read_text())
+    assert ("skipped: " in result.output) == bool(summary["skipped"])
+    bad = RUNNER.invoke(app, ["curate", "--method", "rlaif", "--samples", "1", "--out", str(out / "x")])
+    assert bad.exit_code == 2 and "at least 2" in bad.output and not (out / "x").exists()

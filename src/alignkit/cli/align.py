@@ -32,7 +32,7 @@ def curate(
     out: Annotated[Path, typer.Option(help="Folder: sft.jsonl, preferences.jsonl, trace.jsonl, curate.json.")] = Path(
         "runs/curate"
     ),
-    method: Annotated[str, typer.Option(help="sl-cai, rlaif or distill.")] = "sl-cai",
+    method: Annotated[str, typer.Option(help="sl-cai, rlaif, distill or on-policy.")] = "sl-cai",
     prompts: Annotated[str, typer.Option(help="A built-in suite (its --split) or a prompts file.")] = "default",
     split: Annotated[str, typer.Option(help="train, test or all (built-in suites).")] = "train",
     teacher: Annotated[str | None, typer.Option(help="Feedback model (default: the model itself).")] = None,
@@ -41,7 +41,16 @@ def curate(
     ] = None,
     judge: JudgeOpt = DEFAULT_JUDGE,
     rounds: Annotated[int, typer.Option(min=1, help="sl-cai: critique-revision rounds.")] = 1,
-    samples: Annotated[int, typer.Option(min=2, help="rlaif: replies sampled per prompt.")] = 2,
+    samples: Annotated[
+        int, typer.Option(min=1, help="rlaif: replies sampled per prompt (2+); on-policy: besides the greedy one.")
+    ] = 2,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of sampled replies.")] = 0.8,
+    round_: Annotated[
+        int, typer.Option("--round", min=1, help="on-policy: the round of iterated DPO (reseeds the samples).")
+    ] = 1,
+    partial_refusals_chosen: Annotated[
+        bool, typer.Option(help="on-policy: a partial refusal may be chosen when no reply refuses fully.")
+    ] = True,
     principles: Annotated[int, typer.Option(min=1, help="rlaif: principles per comparison.")] = 2,
     chain_of_thought: Annotated[bool, typer.Option(help="rlaif: feedback reasons first (clamped 40-60%).")] = False,
     repair: Annotated[bool, typer.Option(help="Replace replies the judge rejects (weak-teacher repair).")] = True,
@@ -49,13 +58,17 @@ def curate(
     max_new_tokens: MaxNewOpt = 160,
     seed: int = 0,
 ) -> None:
-    """Turn prompts into SFT and preference data under a constitution (SL-CAI, RLAIF, context distillation)."""
+    """Turn prompts into SFT and preference data under a constitution (SL-CAI, RLAIF, context distillation, the
+    policy's own judged samples for iterative DPO)."""
     from alignkit.curate import CurateConfig
     from alignkit.jobs.curate import CurateSpec, run_curate
 
+    if method == "rlaif" and samples < 2:
+        raise typer.BadParameter("rlaif compares replies in pairs: at least 2", param_hint="--samples")
     cfg = CurateConfig(method, rounds, samples=samples, principles_per_comparison=principles,  # type: ignore[arg-type]
                        chain_of_thought=chain_of_thought, repair=repair, max_new_tokens=max_new_tokens,
-                       seed=seed)  # fmt: skip
+                       temperature=temperature, seed=seed, round=round_,
+                       partial_refusals_chosen=partial_refusals_chosen)  # fmt: skip
     spec = CurateSpec(model, out, judge, prompts, split, limit, constitution, cfg, teacher, teacher_base_url, backend)
     result = _run_with_bar(lambda progress: run_curate(spec, progress))
     s = result.summary
@@ -65,6 +78,8 @@ def curate(
     if "feedback_agreement_with_judge" in s:
         a = s["feedback_agreement_with_judge"]
         console.print(f"AI feedback agrees with the judge on {a['agree']}/{a['scored']} pairs the judge separates")
+    if s.get("skipped"):
+        console.print("skipped: " + ", ".join(f"{n} ({why})" for why, n in s["skipped"].items()))
     console.print(f"wrote {result.sft_path}, {result.preferences_path}, {out / 'curate.json'}")
 
 
