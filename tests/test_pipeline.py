@@ -122,6 +122,8 @@ def test_presets_take_overrides_and_refuse_unknown_keys() -> None:
         ("train.dpo.beta=-1", r"train.dpo: beta: Input should be greater than 0"),
         ("batch_size=many", r"batch_size: Input should be a valid integer"),
         ("judge", r"not key=value"),
+        ("on_policy.method=rlaif", r"on_policy: .*odpo rounds curate on-policy"),
+        ("on_policy.sample=3", r"on_policy: unknown setting 'sample'; known: .*samples"),
     ],
 )
 def test_a_bad_preset_setting_fails_at_once_with_its_path(setting: str, message: str) -> None:

@@ -43,6 +43,20 @@ def test_pareto_front_and_benign_refusal_by_hand() -> None:
     assert (r.count, r.n, r.rate) == (3, 10, 0.3)
 
 
+def test_odpo_rounds_share_only_when_their_curation_settings_agree() -> None:
+    """Two variants' chains agree up to a stage only when they trained the same model there: an odpo
+    round depends on the on-policy settings its pairs were curated with, other stages do not."""
+    from alignkit.presets import make_preset
+    from alignkit.sweep import _chain, _common_prefix
+
+    base = make_preset("smoke", None, ["methods=[sft,dpo,odpo,odpo]"])
+    hotter = make_preset("smoke", None, ["methods=[sft,dpo,odpo,odpo]", "on_policy.temperature=1.2"])
+    one_round = make_preset("smoke", None, ["methods=[sft,dpo,odpo]"])
+    assert [s for s, _ in _common_prefix(_chain(base), _chain(hotter))] == ["sft", "dpo"]
+    assert [s for s, _ in _common_prefix(_chain(base), _chain(one_round))] == ["sft", "dpo", "odpo"]
+    assert hotter.on_policy.temperature == 1.2 and hotter.on_policy.method == "on-policy"
+
+
 def test_a_sweep_shares_stages_before_training_and_resumes(tmp_path: Path) -> None:
     grid = tmp_path / "grid.yaml"
     grid.write_text(

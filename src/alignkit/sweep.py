@@ -11,6 +11,7 @@ sweep resumes: finished variants are skipped, the one in progress resumes inside
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -24,13 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alignkit.errors import AlignkitError
 from alignkit.layout import RunLayout
-from alignkit.presets import Preset, make_preset
+from alignkit.presets import ONLINE_DPO, Preset, make_preset
 from alignkit.settings import merge
 
 Progress = Callable[[str, int, int], None]
 SHARED_STAGES = ("baseline", "redteam", "curate")
 """Stages that depend only on settings before training, so variants that agree there share them."""
-TRAINING_KEYS = ("methods", "train", "guard")
+TRAINING_KEYS = ("methods", "train", "on_policy", "guard")
 """Preset keys that only the training stages and after them read."""
 
 
@@ -133,9 +134,12 @@ def _chain(preset: Preset) -> list[tuple[str, str]]:
     stage trained the same model there."""
     from alignkit.layout import stage_names
 
-    out, body = [], []
+    out: list[tuple[str, str]] = []
+    body: list[Any] = []
     for stage, method in zip(stage_names(preset.methods), preset.methods, strict=True):
         body.append([method, preset.train[method].model_dump(mode="json")])
+        if method == ONLINE_DPO:  # a round's data is curated with the on-policy settings
+            body.append(dataclasses.asdict(preset.on_policy))
         out.append((stage, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]))
     return out
 
@@ -158,6 +162,8 @@ def _seed_from(source: Path, source_preset: Preset, target: Path, preset: Preset
     for (stage, key), (other, other_key) in zip(_chain(preset), _chain(source_preset), strict=False):
         if stage != other or key != other_key or stage not in done:
             break
+        if src.round_curate(stage).exists():  # an odpo round's pairs
+            shutil.copytree(src.round_curate(stage), dst.round_curate(stage), dirs_exist_ok=True)
         for name in ("adapter", "metrics.jsonl", "config.yaml"):
             path = src.train(stage) / name
             if path.is_dir():
