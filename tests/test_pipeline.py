@@ -245,7 +245,14 @@ def test_a_resume_accepts_settings_added_since_but_not_changed_ones(tmp_path: Pa
     Run(preset, "default", tmp_path, None)
     stored = json.loads((tmp_path / "preset.json").read_text())
     del stored["train_prompts"], stored["curate"]["chunk"]  # as a run started before those settings existed
+    stored["train"]["sft"]["pack_pairs"] = True  # a retired setting, stored with what `packing: auto` does
     (tmp_path / "preset.json").write_text(json.dumps(stored))
     Run(preset, "default", tmp_path, None)
+    stored["train"]["sft"]["pack_pairs"] = False  # ... but not with another value
+    (tmp_path / "preset.json").write_text(json.dumps(stored))
+    with pytest.raises(AlignkitError, match=r"other settings \(train\)"):
+        Run(preset, "default", tmp_path, None)
+    stored["train"]["sft"]["pack_pairs"] = True
+    (tmp_path / "preset.json").write_text(json.dumps(stored))
     with pytest.raises(AlignkitError, match=r"other settings \(posture_limit\)"):
         Run(make_preset("smoke", None, ["posture_limit=null"]), "default", tmp_path, None)

@@ -464,13 +464,20 @@ def _spread(prompts: list[Any], n: int | None, key: str | None = None) -> list[A
 _MISSING = object()
 
 
+RETIRED = {"pack_pairs": True}
+"""Settings alignkit no longer has, with the stored value its current defaults reproduce (`pack_pairs: true`
+is `packing: auto` on the CPU)."""
+
+
 def _differs(before: Any, now: Any) -> bool:
     """Whether a stored setting differs from the current one. A key the stored preset lacks is a setting
-    added to alignkit since (new settings default to the old behaviour), so it does not count."""
+    added to alignkit since (new settings default to the old behaviour), so it does not count; nor does a
+    retired one stored with the value the defaults now give (`RETIRED`)."""
     if before is _MISSING:
         return False
     if isinstance(before, dict) and isinstance(now, dict):
-        return any(k not in now for k in before) or any(_differs(before.get(k, _MISSING), v) for k, v in now.items())
+        gone = [k for k in before if k not in now and not (k in RETIRED and before[k] == RETIRED[k])]
+        return bool(gone) or any(_differs(before.get(k, _MISSING), v) for k, v in now.items())
     return bool(before != now)
 
 
