@@ -86,9 +86,11 @@ class RLConfig(LoraSettings):
     """Also write TensorBoard event files under out/tensorboard."""
     merge: bool = True
     """After LoRA training, also write the merged model (out/model)."""
-    sampler: Literal["hf"] = "hf"
-    """Who samples the replies: `hf` (transformers generate on the live policy). A vLLM sampler would plug in at
-    `alignkit.rl.rollout.Sampler`."""
+    sampler: Literal["hf", "vllm"] = "hf"
+    """Who samples the replies: `hf` (transformers generate on the live policy) or `vllm` (a vLLM engine on the
+    same GPU, the policy's weights loaded into it before each step's sampling; needs `alignkit[vllm]`)."""
+    vllm_gpu_memory: float = Field(0.3, gt=0.0, lt=1.0)
+    """sampler vllm: the share of GPU memory the engine takes (the trainer needs the rest)."""
 
 
 def load_rl_config(path: str | Path | None, overrides: list[str], method: str | None = None) -> RLConfig:

@@ -47,7 +47,7 @@ from alignkit.rl import objectives as obj
 from alignkit.rl.config import RLConfig
 from alignkit.rl.monitor import GamingMonitor, MonitorPoint
 from alignkit.rl.rewards import Reward, parse_reward, reward_name
-from alignkit.rl.rollout import HFSampler, PolicyValue, Sampler
+from alignkit.rl.rollout import HFSampler, PolicyValue, Sampler, VLLMSampler
 from alignkit.train.batches import Sequence_, collate
 from alignkit.train.checkpoint import load_tensors
 from alignkit.train.rundir import RunDir, adamw, load_model, load_tokenizer, lr_scheduler, seed_everything
@@ -151,6 +151,10 @@ class RLTrainer:
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos
         self.eos_ids: list[int] = [int(e) for e in eos] if isinstance(eos, list) else [int(eos)]
+        if sampler is None and cfg.sampler == "vllm":
+            if self.world > 1:
+                raise AlignkitError("sampler=vllm runs one engine beside one trainer process; use sampler=hf")
+            sampler = VLLMSampler(self.model_path, self.eos_ids, cfg.vllm_gpu_memory)
         self.sampler = sampler or HFSampler(self.eos_ids, self.pad_id, cfg.generation_batch_size)
         self.prompt_ids: list[list[int]] = []
         for p in self.prompts:

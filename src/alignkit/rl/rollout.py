@@ -2,9 +2,9 @@
 
 The seam for faster samplers is `Sampler`: the loop hands it the policy and the prompts' token ids and gets reply
 token ids back. `HFSampler` calls transformers' `generate` on the policy being trained, so it always samples the
-current weights. A vLLM sampler would keep an `LLM` engine next to the trainer, load the policy's (merged) weights
-into it after every update and sample there; nothing else changes, because the update recomputes every
-log-probability itself from the token ids.
+current weights. `VLLMSampler` keeps a vLLM engine beside the trainer on the same GPU, loads the policy's weights
+(LoRA merged) into it before each sampling call and samples there, as OpenRLHF does; nothing else changes,
+because the update recomputes every log-probability itself from the token ids.
 """
 
 from __future__ import annotations
@@ -74,6 +74,81 @@ class HFSampler:
             for row, i in enumerate(idx):
                 out[i] = cut_at_eos(new[row], self.eos_ids)
         return out
+
+
+def merged_weights(policy: Any) -> list[tuple[str, torch.Tensor]]:
+    """The policy's weights as a plain causal LM's `state_dict` names them, with each LoRA layer's update
+    (`get_delta_weight`) added to its base weight: what a vLLM engine's `load_weights` takes. Computed
+    beside the model rather than merged into it and back, which would move the base weights by rounding
+    at every sync."""
+    if not hasattr(policy, "get_base_model"):
+        return [(name, t.detach()) for name, t in policy.state_dict().items()]
+    from peft.tuners.lora import LoraLayer
+
+    base = policy.get_base_model()
+    deltas: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, module in base.named_modules():
+            if isinstance(module, LoraLayer) and hasattr(module, "base_layer"):
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        delta = module.get_delta_weight(adapter)  # type: ignore[attr-defined]
+                        key = f"{name}.weight"
+                        deltas[key] = deltas[key] + delta if key in deltas else delta
+        out = []
+        for name, t in base.state_dict().items():
+            if "lora_" in name:
+                continue
+            plain = name.replace(".base_layer.", ".")
+            weight = t + deltas[plain].to(t.dtype) if ".base_layer." in name and plain in deltas else t
+            out.append((plain, weight.detach()))
+    return out
+
+
+class VLLMSampler:
+    """Replies sampled by a vLLM engine holding the policy's current weights, synced before every call.
+
+    The engine shares the GPU with the trainer (`gpu_memory_utilization` is its share). Sampling is pinned to
+    the plain tempered softmax (no top-k, top-p, min-p or penalties) and stops at the end-of-turn tokens,
+    which are kept, as `HFSampler` does."""
+
+    def __init__(self, model_path: str, eos_ids: list[int], gpu_memory_utilization: float = 0.3) -> None:
+        from alignkit.backends.vllm import VLLMBackend
+
+        self.engine = VLLMBackend(model_path, gpu_memory_utilization=gpu_memory_utilization)
+        self.eos_ids = eos_ids
+        self.syncs = 0
+        """Weight loads so far (one per sampling call)."""
+
+    @torch.no_grad()
+    def sample(
+        self, policy: Any, prompt_ids: Sequence[list[int]], max_new_tokens: int, temperature: float
+    ) -> list[list[int]]:
+        self.engine.load_weights(merged_weights(policy))
+        self.syncs += 1
+        params = self.engine._vllm.SamplingParams(
+            n=1,
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=-1,
+            min_p=0.0,
+            repetition_penalty=1.0,
+            stop_token_ids=list(self.eos_ids),
+            seed=int(torch.randint(0, 2**31 - 1, ()).item()),  # follows the loop's seeding of each step
+        )
+        outputs = self.engine.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
+        replies = []
+        for out in outputs:
+            first = out.outputs[0]
+            tokens = list(first.token_ids)
+            stopped = first.finish_reason == "stop" and (not tokens or tokens[-1] not in self.eos_ids)
+            if stopped and first.stop_reason in self.eos_ids:  # the stop token itself, which vLLM may leave out
+                tokens.append(int(first.stop_reason))
+            elif stopped and first.stop_reason is None:  # the model's own end-of-sequence token
+                tokens.append(self.eos_ids[0])
+            replies.append(cut_at_eos(tokens, self.eos_ids))
+        return replies
 
 
 def cut_at_eos(tokens: list[int], eos_ids: Sequence[int]) -> list[int]:
