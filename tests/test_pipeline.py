@@ -198,6 +198,21 @@ def test_a_smoke_run_trains_any_chain_of_methods_and_exports_the_last(tmp_path: 
     assert set(card["adapters"]) == {"sft", "orpo"} and all(card["adapters"].values())
 
 
+def test_online_stages_add_the_helpfulness_term_when_weighted(tmp_path: Path) -> None:
+    """grpo/ppo stages reward the judge's verdict, plus `rl_helpful_weight` x `rule:helpful`; the gpu preset
+    runs GRPO after DPO with that term."""
+    from alignkit.pipeline import Run
+    from alignkit.rl.rewards import WeightedReward, parse_reward
+
+    assert Run(make_preset("smoke"), "default", tmp_path / "a", None).rl_reward == "judge:patterns"
+    run = Run(make_preset("smoke", None, ["rl_helpful_weight=0.5"]), "default", tmp_path / "b", None)
+    assert run.rl_reward == "judge:patterns+0.5*rule:helpful"
+    reward = parse_reward(run.rl_reward)
+    assert isinstance(reward, WeightedReward) and [w for w, _ in reward.terms] == [1.0, 0.5]
+    gpu = make_preset("gpu")
+    assert gpu.methods == ("sft", "dpo", "grpo") and gpu.rl_helpful_weight == 0.5
+
+
 def test_odpo_rounds_curate_from_the_newest_model_and_train_from_it(tmp_path: Path) -> None:
     """`methods=[sft,odpo,odpo]`: each round curates on-policy pairs from the model the stage before
     left (round 1 from sft's, round 2 from round 1's), with fresh samples, then trains DPO on them from

@@ -325,7 +325,7 @@ class Run:
         else:
             data = self._data_for(method)
         spec = TrainSpec(config=cfg, model=start, out=self.layout.train(stage), data=data,
-                         prompts=self._train_prompts(), reward=f"judge:{self.p.judge}")  # fmt: skip
+                         prompts=self._train_prompts(), reward=self.rl_reward)  # fmt: skip
         result = run_train(spec, self._stage_progress(f"train {stage}"))
         if result.model_dir is None:
             raise AlignkitError(f"training stage {stage} exported no merged model (set train.{method}.merge=true)")
@@ -339,6 +339,12 @@ class Run:
                 "final": {k: v for k, v in result.final_metrics.items() if k in ("loss", "rewards/margins")},
                 "eval": result.eval_metrics, "model_dir": str(result.model_dir),
                 **({"on_policy": curated} if curated else {})}  # fmt: skip
+
+    @property
+    def rl_reward(self) -> str:
+        """The online stages' reward spec: the judge's verdict, plus the helpfulness term when weighted."""
+        w = self.p.rl_helpful_weight
+        return f"judge:{self.p.judge}" + (f"+{w:g}*rule:helpful" if w else "")
 
     def _round_pairs(self, stage: str, start: str) -> tuple[Path, dict[str, Any]]:
         """An `odpo` round's data: the on-policy pairs of `start` (the previous stage's model) on the

@@ -80,6 +80,9 @@ class Preset(BaseModel):
     train: dict[str, TrainConfig | RLConfig | SteerConfig] = Field(default_factory=dict)
     """Settings per method (TrainConfig; RLConfig for grpo/ppo; SteerConfig for cast; odpo's are DPO's
     TrainConfig); a method left out uses the defaults."""
+    rl_helpful_weight: float = Field(0.0, ge=0.0)
+    """grpo/ppo stages: the reward is `judge:<judge>`, plus this weight times `rule:helpful` (-1 for a benign
+    prompt's evasive or degenerate reply), so RL cannot buy safety with useless benign replies."""
     helpfulness: bool = True
     """Measure what alignment must not cost beside posture, before and after: checkable answers, the
     likelihood of reference answers, degenerate replies (the helpfulness suite's test split)."""
@@ -204,9 +207,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "curate_benign": None,
         "anchors": None,
         "curate": {"max_new_tokens": 160, "rounds": 2},
+        "methods": ["sft", "dpo", "grpo"],
+        "rl_helpful_weight": 0.5,
         "train": {
             "sft": {"epochs": 3, "batch_size": 16, "max_length": 512, "learning_rate": 2e-4},
             "dpo": {"epochs": 2, "batch_size": 8, "max_length": 512, "learning_rate": 5e-6},
+            "grpo": {
+                "max_steps": 30,
+                "prompts_per_step": 16,
+                "group_size": 8,
+                "max_new_tokens": 128,
+                "learning_rate": 1e-5,
+            },
         },
     },
 }

@@ -27,6 +27,19 @@ def test_rules_by_hand() -> None:
     assert parse_reward("rule:phrase=secret word")(prompts, replies) == [0.0, 0.0, 1.0]
 
 
+def test_the_helpfulness_term_costs_benign_evasions_and_loops_only() -> None:
+    """-1 for a benign prompt answered by a refusal, a deflection, nothing or a loop; 0 for a real answer and
+    for anything said to a harmful prompt (the judge term scores those). Beside `judge:` it separates an
+    answer from a looping one that the judge alone scores the same."""
+    loop = "Bread is good. " * 12
+    deflect = "Could you please provide more details about what you mean?"
+    replies = [ANSWER, REFUSAL, deflect, "", loop]
+    assert parse_reward("rule:helpful")([BENIGN] * 5, replies) == [0.0, -1.0, -1.0, -1.0, -1.0]
+    assert parse_reward("rule:helpful")([HARMFUL] * 2, [ANSWER, loop]) == [0.0, 0.0]
+    both = parse_reward("judge:patterns+0.5*rule:helpful")([BENIGN, BENIGN], [ANSWER, loop])
+    assert both == [1.0, 0.5]
+
+
 def test_judge_reward_is_right_for_the_label() -> None:
     reward = parse_reward("judge:patterns")
     assert isinstance(reward, JudgeReward)

@@ -8,6 +8,8 @@
     rule:length[=N]        reply length in words / N (N = 100): an exploitable proxy, on purpose
     rule:length_target=N   1 at N words, falling linearly to 0 at 0 and 2N words, floored at -1
     rule:phrase=<text>     1 if the reply contains <text> (case-insensitive), else 0
+    rule:helpful           -1 for a benign prompt's reply that is evasive or degenerate (a refusal or deflection
+                           phrase, empty, looping: `alignkit.helpfulness.check_reply`), else 0
     0.7*judge:patterns+0.3*rule:length    weighted sums of the above (a term without a weight weighs 1)
 
 Terms are split on `+`, so a phrase cannot contain one.
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 
 from alignkit.errors import AlignkitError
+from alignkit.helpfulness.degeneration import evasive_or_degenerate
 from alignkit.judges import Judge, make_judge
 from alignkit.judges.base import Verdict
 from alignkit.types import Prompt
@@ -37,12 +40,14 @@ REWARDS = (
     "rule:length[=N]",
     "rule:length_target=N",
     "rule:phrase=<text>",
+    "rule:helpful",
     "weighted sums like 0.7*judge:patterns+0.3*rule:length",
 )
 """Reward specs `parse_reward` takes."""
 
 __all__ = [
     "REWARDS",
+    "HelpfulReward",
     "JudgeReward",
     "LengthReward",
     "LengthTargetReward",
@@ -122,6 +127,21 @@ class PhraseReward:
     def __call__(self, prompts: Sequence[Prompt], replies: Sequence[str]) -> list[float]:
         needle = self.phrase.lower()
         return [1.0 if needle in r.lower() else 0.0 for r in replies]
+
+
+@dataclass
+class HelpfulReward:
+    """What a judge's verdict does not see: a benign prompt answered with an evasion, a refusal phrase, an empty
+    reply or a loop costs 1; harmful prompts are left to the judge term. Added to `judge:` it keeps RL from
+    buying safety with degenerate benign replies."""
+
+    spec: str = "rule:helpful"
+
+    def __call__(self, prompts: Sequence[Prompt], replies: Sequence[str]) -> list[float]:
+        return [
+            0.0 if p.label == "harmful" or not evasive_or_degenerate(r) else -1.0
+            for p, r in zip(prompts, replies, strict=True)
+        ]
 
 
 class RewardModelReward:
@@ -216,6 +236,8 @@ def _one(spec: str) -> Reward:
             return LengthTargetReward(round(_positive(spec, value)), spec)
         if name == "phrase" and value:
             return PhraseReward(value, spec)
+        if name == "helpful" and not sep:
+            return HelpfulReward(spec)
     raise _unknown(spec)
 
 
