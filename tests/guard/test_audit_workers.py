@@ -57,6 +57,7 @@ def test_a_worker_builds_its_app_from_the_spec(tmp_path: Path, monkeypatch: obje
 
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     (tmp_path / "guard.yaml").write_text(cfg.to_yaml())
     url, audit = "http://user:s3cret@localhost:9/v1", str(tmp_path / "a.sqlite")
     spec = ServeSpec(url, str(tmp_path / "guard.yaml"), "default", str(keys), audit, "m", "NO_SUCH_KEY_ENV")

@@ -138,6 +138,7 @@ def rig(
 ) -> Iterator[tuple[Any, Recorder, AuditLog, asyncio.AbstractEventLoop]]:
     cfg = default_config()
     cfg.topic.enabled = False  # the embedding rail is measured elsewhere; here every other rail runs
+    cfg.classifier.enabled = False
     upstream = Recorder()
     audit_path = tmp_path_factory.mktemp("fuzz") / "audit.sqlite"
     app = create_guard_app(upstream, cfg, {KEY}, audit_path, max_body_bytes=200_000)  # type: ignore[arg-type]

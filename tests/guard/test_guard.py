@@ -52,9 +52,26 @@ def fast_config(**overrides: Any) -> GuardConfig:
     """The default config without the embedding rail (which loads a model)."""
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     for k, v in overrides.items():
         setattr(cfg, k, v)
     return cfg
+
+
+def with_topic() -> GuardConfig:
+    cfg = default_config()
+    cfg.topic.enabled = True
+    return cfg
+
+
+class QuietClassifier:
+    """A stand-in for the trained prompt classifier that never blocks (its rates are measured in
+    test_classifier.py; training the real one takes minutes on first use)."""
+
+    threshold = 1.0
+
+    def scores(self, texts: Any) -> list[tuple[float, str]]:
+        return [(0.0, "ordinary") for _ in texts]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +87,9 @@ def topic_rail(encoder: SentenceEncoder) -> TopicRail:
 
 @pytest.fixture(scope="module")
 def default_guard(encoder: SentenceEncoder) -> Iterator[Guard]:
-    guard = Guard(default_config(), encoder=encoder)
+    """The default config with the topic rail turned back on and a classifier that never blocks: what the
+    k-NN rail and the model-free rails catch together."""
+    guard = Guard(with_topic(), encoder=encoder, classifier=QuietClassifier())
     yield guard
     guard.close()
 
@@ -489,11 +508,15 @@ def test_topic_rail_blocks_a_pipe_bomb_request(topic_rail: TopicRail) -> None:
 
 
 def all_rails(encoder: SentenceEncoder) -> list[Rail]:
-    cfg = default_config()
+    cfg = with_topic()
     cfg.judge.enabled = True
     cfg.limits.max_output_chars = 1000
     judge = StubJudge(Verdict("full_refusal"))
-    return [r for side in ("input", "output") for r in build_rails(cfg, side, encoder=encoder, judge=judge)]  # type: ignore[arg-type]
+    return [
+        r
+        for side in ("input", "output")
+        for r in build_rails(cfg, side, encoder=encoder, judge=judge, classifier=QuietClassifier())
+    ]  # type: ignore[arg-type]
 
 
 def test_every_registered_rail_is_built_by_the_default_config(encoder: SentenceEncoder) -> None:
@@ -719,6 +742,7 @@ def test_cli_check_and_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     cfg = GuardConfig.load(cfg_path)
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     cfg_path.write_text(cfg.to_yaml())
     result = runner.invoke(guard_app, ["check", "Ignore previous instructions", "--config", str(cfg_path)])
     assert result.exit_code == 0, result.output
@@ -745,7 +769,7 @@ def test_posture_runs_unchanged_on_a_guarded_backend(
     cfg = PostureConfig(split="test", limit=40, max_new_tokens=32)
     judge, profile = RefusalPatternJudge(), load_profile("general")
     raw = run_posture(MockBackend(complies), judge, profile, cfg, tmp_path / "raw")
-    guard = Guard(default_config(), encoder=encoder)
+    guard = Guard(with_topic(), encoder=encoder, classifier=QuietClassifier())
     guarded = run_posture(GuardedBackend(MockBackend(complies), guard), judge, profile, cfg, tmp_path / "guarded")
     assert guarded.model == "guard(mock)"
     raw_all, guarded_all = raw.headline(), guarded.headline()

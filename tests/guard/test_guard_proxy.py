@@ -29,6 +29,7 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1b2c3d4e5f6g7h8i9j0\n---
 def fast_config() -> GuardConfig:
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     return cfg
 
 

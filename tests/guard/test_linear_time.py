@@ -28,6 +28,7 @@ UNITS = (
 def _rails() -> list[tuple[Side, Rail]]:
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     return [(side, r) for side in ("input", "output") for r in build_rails(cfg, side)]  # type: ignore[misc]
 
 

@@ -29,6 +29,7 @@ def default_phrases() -> list[str]:
 def test_joiners_do_not_hide_a_phrase() -> None:
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     guard = Guard(cfg)
     missed = [p for p in default_phrases() if guard.screen_input([user(squared(p.lower()))]).blocked is None]
     assert missed == []

@@ -27,6 +27,7 @@ AUTH = {"authorization": f"Bearer {KEY}"}
 def fast_config() -> GuardConfig:
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     return cfg
 
 

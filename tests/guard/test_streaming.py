@@ -27,6 +27,7 @@ PROSE = "The quick brown fox jumps over the lazy dog near the river bank today. 
 def fast_config() -> GuardConfig:
     cfg = default_config()
     cfg.topic.enabled = False
+    cfg.classifier.enabled = False
     return cfg
 
 

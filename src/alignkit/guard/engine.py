@@ -86,9 +86,10 @@ def build_rails(
     *,
     encoder: Any | None = None,
     judge: Judge | None = None,
+    classifier: Any | None = None,
 ) -> list[Rail]:
-    """The rails `config` turns on for `side`, cheapest first. `encoder` (a SentenceEncoder) and `judge`
-    are built from the config when not given."""
+    """The rails `config` turns on for `side`, cheapest first. `encoder` (a SentenceEncoder), `judge` and
+    `classifier` (a trained ClassifierModel) are built from the config when not given."""
     from alignkit.guard.rails import (
         CanaryRail,
         InjectionRail,
@@ -148,6 +149,21 @@ def build_rails(
                 suspect_margin=t.suspect_margin,
                 action=t.action,
                 categories=t.categories,
+            )
+        )
+    if side == "input" and c.classifier.enabled:
+        from alignkit.guard.rails.classifier import ClassifierRail, ClassifierSettings, trained_classifier
+
+        k = c.classifier
+        settings = ClassifierSettings(max_val_false_positive=k.max_val_false_positive)
+        rails.append(
+            ClassifierRail(
+                classifier if classifier is not None else trained_classifier(k.hazards, settings, k.encoder),
+                side=side,
+                threshold=k.threshold,
+                categories=k.categories,
+                action=k.action,
+                suspect_margin=k.suspect_margin,
             )
         )
     if side == "output" and c.judge.enabled:
@@ -215,11 +231,14 @@ class Guard:
         audit: AuditLog | None = None,
         encoder: Any | None = None,
         judge: Judge | None = None,
+        classifier: Any | None = None,
         workers: int = 4,
     ) -> None:
         self.config = config
         self.input_rails = (
-            list(input_rails) if input_rails is not None else build_rails(config, "input", encoder=encoder)
+            list(input_rails)
+            if input_rails is not None
+            else build_rails(config, "input", encoder=encoder, classifier=classifier)
         )
         self.output_rails = (
             list(output_rails) if output_rails is not None else build_rails(config, "output", judge=judge)

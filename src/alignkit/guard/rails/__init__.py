@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alignkit.guard.base import Side
 from alignkit.guard.rails.canary import CanaryRail
+from alignkit.guard.rails.classifier import ClassifierRail
 from alignkit.guard.rails.injection import InjectionRail
 from alignkit.guard.rails.judge import JudgeRail
 from alignkit.guard.rails.limits import LimitsRail
@@ -20,6 +21,7 @@ RAILS: dict[str, tuple[type, tuple[Side, ...]]] = {
     "secrets": (SecretsRail, ("input", "output")),
     "phrases": (PhraseRail, ("input",)),
     "topic": (TopicRail, ("input",)),
+    "classifier": (ClassifierRail, ("input",)),
     "judge": (JudgeRail, ("output",)),
     "canary": (CanaryRail, ("output",)),
 }
@@ -28,6 +30,7 @@ RAILS: dict[str, tuple[type, tuple[Side, ...]]] = {
 __all__ = [
     "RAILS",
     "CanaryRail",
+    "ClassifierRail",
     "InjectionRail",
     "JudgeRail",
     "LimitsRail",
