@@ -271,3 +271,40 @@ def test_a_resume_accepts_settings_added_since_but_not_changed_ones(tmp_path: Pa
     (tmp_path / "preset.json").write_text(json.dumps(stored))
     with pytest.raises(AlignkitError, match=r"other settings \(posture_limit\)"):
         Run(make_preset("smoke", None, ["posture_limit=null"]), "default", tmp_path, None)
+
+
+def test_the_run_guard_narrows_phrase_and_topic_rails_but_classifies_every_category() -> None:
+    from alignkit.guard.config import default_config
+    from alignkit.pipeline import guard_config_for
+
+    base = default_config("default")
+    assert base.classifier.enabled and not base.topic.enabled
+    narrowed = guard_config_for(base, ["drugs"])
+    assert set(narrowed.phrases.phrases) == {"drugs"} and narrowed.phrases.enabled
+    assert narrowed.classifier.enabled and narrowed.classifier.categories is None
+    assert not narrowed.topic.enabled  # off in the constitution's config, so off here
+    topical = base.model_copy(deep=True)
+    topical.topic.enabled = True
+    assert guard_config_for(topical, ["drugs"]).topic.categories == ["drugs"]
+    nothing = guard_config_for(topical, [])
+    assert not nothing.phrases.enabled and not nothing.topic.enabled and nothing.classifier.enabled
+
+
+def test_guard_config_calibrate_writes_the_classifier_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`alignkit guard config --calibrate` writes the threshold the classifier chose on its validation split
+    (a stand-in classifier here; training the real one takes minutes)."""
+    import types
+
+    import alignkit.guard.rails.classifier as clf
+    from alignkit.jobs.guard import calibrated_config
+
+    seen: list[object] = []
+
+    def trained(hazards: object, settings: object, encoder: object) -> object:
+        seen.append(settings)
+        return types.SimpleNamespace(threshold=0.772)
+
+    monkeypatch.setattr(clf, "trained_classifier", trained)
+    assert calibrated_config("default", calibrate=False).classifier.threshold is None and not seen
+    cfg = calibrated_config("default", calibrate=True)
+    assert cfg.classifier.threshold == 0.772 and len(seen) == 1

@@ -435,12 +435,14 @@ class Run:
 
 
 def guard_config_for(base: Any, categories: list[str]) -> Any:
-    """The constitution's guard narrowed to the hazard categories that still fail: phrase and topic
-    rails screen only those, the model-free rails (PII, secrets, injection, obfuscation) stay on."""
+    """The constitution's guard for an aligned model: the phrase and topic rails narrowed to the hazard
+    categories that still fail (their false positives cost most), the prompt classifier kept on every
+    category (it blocks about 1% of benign prompts, and a passing category still has harmful answers),
+    the model-free rails (PII, secrets, injection, obfuscation) on."""
     cfg = base.model_copy(deep=True)
     cfg.phrases.phrases = {c: v for c, v in cfg.phrases.phrases.items() if c in categories}
     cfg.phrases.enabled = bool(cfg.phrases.phrases)
-    cfg.topic.enabled = bool(categories)
+    cfg.topic.enabled = cfg.topic.enabled and bool(categories)
     cfg.topic.categories = list(categories)
     return cfg
 

@@ -93,10 +93,18 @@ def check_text(text: str, side: Literal["input", "output"], config: Any, system:
 
 
 def calibrated_config(constitution: str, calibrate: bool) -> Any:
-    """The config the constitution implies, with the topic rail's threshold calibrated now if asked."""
+    """The config the constitution implies; if asked, with the thresholds of its learnt rails written in:
+    the prompt classifier's (chosen on its validation split, training it now if it is not cached) and
+    the topic rail's (calibrated now), so the file says what will run."""
     from alignkit.guard.config import default_config
 
     cfg = default_config(constitution)
+    if calibrate and cfg.classifier.enabled:
+        from alignkit.guard.rails.classifier import ClassifierSettings, trained_classifier
+
+        k = cfg.classifier
+        settings = ClassifierSettings(max_val_false_positive=k.max_val_false_positive)
+        k.threshold = trained_classifier(k.hazards, settings, k.encoder).threshold
     if calibrate and cfg.topic.enabled:
         from alignkit.guard.engine import build_rails
         from alignkit.guard.rails.topic import TopicRail
