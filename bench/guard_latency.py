@@ -66,7 +66,8 @@ def make_app() -> Any:
 
     if os.environ["BENCH_GUARD_MODE"] == "guard":
         config = default_config()
-        config.topic.enabled = False  # the embedding rail runs a model: not a model-free rail
+        config.topic.enabled = False  # the embedding rails run a model: not model-free rails
+        config.classifier.enabled = False
     else:
         config = GuardConfig.passthrough()
     return create_guard_app(MockBackend(lambda _: REPLY), config, {KEY}, os.environ.get("BENCH_GUARD_AUDIT") or None)
@@ -173,6 +174,7 @@ def rails_cpu_ms(n: int = 1000) -> float:
 
     config = default_config()
     config.topic.enabled = False
+    config.classifier.enabled = False
     guard = Guard(config)
     start = time.process_time()
     for i in range(n):
@@ -205,6 +207,7 @@ def timings() -> dict[str, Any]:
 
     config = default_config()
     config.topic.enabled = False
+    config.classifier.enabled = False
     app = create_guard_app(__import__("alignkit.backends", fromlist=["MockBackend"]).MockBackend(lambda _: REPLY),
                            config, {KEY}, None)  # fmt: skip
     headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
