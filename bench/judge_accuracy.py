@@ -1,8 +1,10 @@
 """Accuracy of the judges against labelled replies they were not trained on.
 
-Judges: `pair` (the default), `embedding`, `patterns`, and a list of 21 refusal openings matched with
+Judges: `pair`, `embedding` (the default), `patterns`, and a list of 21 refusal openings matched with
 `startswith` (the baseline a phrase list gives). Sets: the style corpus's test split (binary, three-class,
-per style, per source file), the first written set's test split, and SmolLM2's replies labelled by hand.
+per style, per source file), the first written set's test split, and SmolLM2's replies labelled by hand, before
+alignment (`heldout_smollm2`) and after (`heldout_smollm2_aligned`: the cpu-demo sweep's sft+dpo model), both
+on the default suite's test split.
 
     .venv/bin/python bench/judge_accuracy.py            # writes bench/results/judge_accuracy.json
     .venv/bin/python bench/judge_accuracy.py pair       # re-measures only these judges, keeps the others
@@ -104,7 +106,8 @@ def main() -> None:
     sets = {
         "corpus_test": [e for e in corpus_labelled() if e.split == "test"],
         "written_test": [e for e in written_labelled() if e.split == "test"],
-        "heldout_smollm2": [e for e in written_labelled() if e.split == "heldout"],
+        "heldout_smollm2": [e for e in written_labelled() if e.file == "heldout_smollm2"],
+        "heldout_smollm2_aligned": [e for e in written_labelled() if e.file == "heldout_smollm2_aligned"],
     }
     results: dict[str, object] = dict(old.get("results", {}))
     for name in names:
@@ -116,7 +119,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             cal = calibration_of(judge.name, examples, verdicts)
             rows[set_name] = {**summary(cal, per_file(judge.name, examples, verdicts)), "seconds": round(seconds, 1)}
-            print(f"{judge.name:14s} {set_name:16s} n={cal.n:5d} binary={cal.binary_accuracy:.3f} "
+            print(f"{judge.name:14s} {set_name:24s} n={cal.n:5d} binary={cal.binary_accuracy:.3f} "
                   f"three-class={cal.accuracy:.3f}")  # fmt: skip
         results[judge.name] = rows
         if name == "pair":

@@ -142,8 +142,8 @@ def test_the_judges_stay_available_and_the_default_is_the_reply_classifier() -> 
 @pytest.mark.slow
 def test_the_pair_judge_meets_the_style_corpus_targets() -> None:
     """Issue 15 on the style corpus's test split: >= 0.97 binary, >= 0.90 three-class. Its other targets
-    are missed and recorded in docs/results.md: premise corrections 0.85 (no style below 0.90), SmolLM2's
-    hand-labelled replies 0.90 (>= 0.95)."""
+    are missed and recorded in docs/results.md: warn-then-comply 0.89 (no style below 0.90), SmolLM2's
+    hand-labelled replies 0.85 before alignment and 0.85 after (>= 0.95 binary)."""
     judge = make_judge("pair")
     test = calibrate(judge, [e for e in corpus_labelled() if e.split == "test"])
     assert test.binary_accuracy >= 0.97, test.per_style

@@ -8,8 +8,9 @@ from alignkit.judges.patterns import RefusalPatternJudge
 DEFAULT_JUDGE = "embedding"
 """The judge every command uses unless told otherwise. Still the reply classifier: the pair judge reads
 prompt and reply together and is far better on replies of other styles (0.98 vs 0.82 refusal-vs-compliance
-on the style corpus's test split) but worse on SmolLM2's own hand-labelled replies (0.90 vs 0.94), the
-model the demo aligns; `--judge pair` picks it (bench/judge_accuracy.py)."""
+on the style corpus's test split) and on the aligned SmolLM2's hand-labelled replies (0.85 vs 0.82), but
+worse on the base SmolLM2's (0.85 vs 0.94); neither reaches 0.95 on both, so the default stays;
+`--judge pair` picks it (bench/judge_accuracy.py, docs/results.md)."""
 JUDGES = ("embedding", "pair", "pair:<folder>", "patterns", "llm:<model>")
 """Judge specs `make_judge` takes."""
 

@@ -98,11 +98,17 @@ def calibration_of(name: str, examples: Sequence[LabelledResponse], verdicts: Se
     )
 
 
+HELDOUT_FILES = ("heldout_smollm2", "heldout_smollm2_aligned")
+"""SmolLM2-135M-Instruct's replies to the default suite's test split, labelled by hand: before alignment, and
+after (the cpu-demo sweep's sft+dpo model)."""
+
+
 def judge_card(judge: Judge) -> dict[str, Any]:
     """What a posture card records about its judge: the sha256 of the data it was trained on (None for a
-    judge that learns nothing, such as the phrase list), where it ran, and its agreement on the style
-    corpus's test split, overall and per style, and on the hand-labelled SmolLM2 replies (`heldout`).
-    Cached beside a trained judge, since it costs a pass over about a thousand replies."""
+        judge that learns nothing, such as the phrase list), where it ran, and its agreement on the style
+        corpus's test split, overall and per style, and on the hand-labelled SmolLM2 replies before and after
+    alignment (HELDOUT_FILES).
+        Cached beside a trained judge, since it costs a pass over about a thousand replies."""
     import json
     from pathlib import Path
 
@@ -123,9 +129,7 @@ def judge_card(judge: Judge) -> dict[str, Any]:
         "training_data_sha256": getattr(judge, "data_sha256", None) or None,
         "corpus_test": asdict(Agreement(on_test.n - on_test.errors, on_test.binary_accuracy, on_test.accuracy)),
         "per_style": {k: asdict(a) for k, a in on_test.per_style.items()},
-        "heldout_smollm2": asdict(
-            Agreement(on_heldout.n - on_heldout.errors, on_heldout.binary_accuracy, on_heldout.accuracy)
-        ),
+        **{name: asdict(on_heldout.per_file[name]) for name in HELDOUT_FILES if name in on_heldout.per_file},
     }
     if cached is not None:
         cached.write_text(json.dumps(card, indent=1) + "\n")

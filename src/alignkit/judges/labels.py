@@ -96,8 +96,10 @@ def _load_all(folder: Path) -> list[LabelledResponse]:
 
 
 def written_labelled() -> list[LabelledResponse]:
-    """The first labelled set: written replies (`responses_*.jsonl`, train and test), and SmolLM2's replies
-    labelled by hand (`smollm2_*.jsonl`, train; `heldout_smollm2.jsonl`, kept for measurement)."""
+    """The first labelled set: written replies (`responses_*.jsonl`, train and test; `premise_train.jsonl`,
+    premise corrections, train), and SmolLM2-135M-Instruct's replies labelled by hand, before alignment and
+    after the cpu-demo sweep's sft+dpo (`smollm2_*_train.jsonl`, to train prompts of the default suite or the
+    corpus; `heldout_smollm2*.jsonl`, to its test prompts, kept for measurement)."""
     return _load_all(_folder())
 
 

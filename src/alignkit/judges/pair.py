@@ -1,4 +1,4 @@
-"""The default judge: a cross-encoder that reads the prompt and the reply together.
+"""The pair judge: a cross-encoder that reads the prompt and the reply together.
 
 The same reply is a refusal of one prompt and an answer to another ("I don't have access to that
 information" refuses a question about a real person's address, and answers one about Sherlock Holmes's
@@ -359,9 +359,13 @@ class PairJudge:
 
 
 def training_examples(extra_labels: Sequence[str | Path] = ()) -> list[LabelledResponse]:
-    """The train split of the built-in labelled replies (the style corpus and the first written set),
-    then every row of each extra labelled file (a corrected review CSV, say), whatever its split."""
-    builtin = [e for e in corpus_labelled() + written_labelled() if e.split == "train"]
+    """The train split of the built-in labelled replies (the style corpus, the written replies, and
+    SmolLM2's hand-labelled replies before and after alignment: every `*.jsonl` under resources/judge), less
+    any reply to a prompt of the held-out SmolLM2 files, then every row of each extra labelled file (a
+    corrected review CSV, say), whatever its split."""
+    written = written_labelled()
+    held_out = {e.prompt for e in written if e.split == "heldout"}
+    builtin = [e for e in corpus_labelled() + written if e.split == "train" and e.prompt not in held_out]
     extra = [e for path in extra_labels for e in load_labelled(path)]
     return builtin + extra
 
