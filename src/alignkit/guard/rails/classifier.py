@@ -23,10 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
-import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from alignkit.guard.base import Decision, RailContext, Side, allow
-from alignkit.guard.rails.topic import readable_texts
+from alignkit.guard.rails.topic import RecentCache, readable_texts
 
 if TYPE_CHECKING:
     import torch
@@ -291,8 +288,7 @@ class ClassifierModel:
         self.data_sha256 = data_sha256
         self.folder: Path | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-classifier")
-        self._cache: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._cache_size = cache_size
+        self._recent: RecentCache[tuple[float, int]] = RecentCache(cache_size)
 
     @property
     def threshold(self) -> float:
@@ -430,22 +426,9 @@ class ClassifierModel:
                 out += list(zip(probs, cats, strict=True))
         return out
 
-    def _score_cached(self, texts: list[str]) -> list[tuple[float, int]]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for t, v in zip(missing, self._score(missing), strict=True):
-                self._cache[t] = v
-        rows = []
-        for t in texts:
-            self._cache.move_to_end(t)
-            rows.append(self._cache[t])
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return rows
-
     def scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
         """(P(harmful), most likely hazard category) per text."""
-        rows = self._worker.submit(self._score_cached, list(texts)).result()
+        rows = self._worker.submit(self._recent.get, list(texts), self._score).result()
         return [(p, self.categories[c] if self.categories else "") for p, c in rows]
 
     def harm(self, texts: Sequence[str]) -> list[float]:
@@ -456,11 +439,10 @@ class ClassifierModel:
         import torch
 
         from alignkit.device import on_cpu
+        from alignkit.models import atomic_folder
 
         dest = Path(folder)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=dest.name + ".tmp"))
-        try:
+        with atomic_folder(dest) as tmp:
             self.model.encoder.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             heads = {f"harm.{k}": v for k, v in self.model.harm_head.state_dict().items()}
@@ -473,12 +455,6 @@ class ClassifierModel:
                 "data_sha256": self.data_sha256,
             }
             (tmp / "classifier.json").write_text(json.dumps(meta, indent=1) + "\n")
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.replace(dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.folder = dest
         return dest
 

@@ -23,12 +23,12 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from alignkit.guard.base import Decision, RailContext, Side, allow
 
@@ -45,6 +45,32 @@ def readable_texts(context: RailContext, limit: int = 8) -> list[str]:
         if v.kind.split(":")[-1] in READABLE_VIEWS and v.text.strip() and v.text not in out:
             out.append(v.text)
     return out[:limit]
+
+
+V = TypeVar("V")
+
+
+class RecentCache(Generic[V]):
+    """What a model gave for the most recent `size` distinct texts: a batch computes only the texts it does
+    not hold (once each), and the least recently used ones are dropped beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._held: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, texts: list[str], compute: Callable[[list[str]], Iterable[V]]) -> list[V]:
+        """One value per text, in order; `compute` gets the missing texts and returns one value each."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._held))
+        if missing:
+            for t, v in zip(missing, compute(missing), strict=True):
+                self._held[t] = v
+        rows = []
+        for t in texts:
+            self._held.move_to_end(t)
+            rows.append(self._held[t])
+        while len(self._held) > self.size:
+            self._held.popitem(last=False)
+        return rows
 
 
 class SentenceEncoder:
@@ -70,8 +96,7 @@ class SentenceEncoder:
         self.model: Any = AutoModel.from_pretrained(self.path).eval().to(self.device)
         self.max_length = max_length
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-encoder")
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._cache_size = cache_size
+        self._recent: RecentCache[torch.Tensor] = RecentCache(cache_size)
 
     @property
     def fingerprint(self) -> str:
@@ -103,16 +128,7 @@ class SentenceEncoder:
     def _encode_cached(self, texts: list[str]) -> torch.Tensor:
         import torch
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for t, v in zip(missing, self._encode(missing), strict=True):
-                self._cache[t] = v
-        rows = []
-        for t in texts:
-            self._cache.move_to_end(t)
-            rows.append(self._cache[t])
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        rows = self._recent.get(texts, self._encode)
         return torch.stack(rows) if rows else torch.zeros((0, int(self.model.config.hidden_size)))
 
 
