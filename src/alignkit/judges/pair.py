@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from alignkit.device import on_cpu, pick_device
-from alignkit.embeddings import DEFAULT_ENCODER, packaged_encoder
+from alignkit.embeddings import DEFAULT_ENCODER, length_batches, packaged_encoder
 from alignkit.errors import AlignkitError
 from alignkit.judges.base import LABELS, Verdict
 from alignkit.judges.labels import LabelledResponse, corpus_labelled, data_hash, load_labelled, written_labelled
@@ -174,19 +174,6 @@ def _encoder_ref(encoder: str) -> str:
     return str(packaged_encoder()) if encoder == DEFAULT_ENCODER else encoder
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar lengths: shuffle, sort within windows of 16 batches, shuffle batches."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 16
-    batches: list[list[int]] = []
-    for lo in range(0, len(order), window):
-        chunk = sorted(order[lo : lo + window], key=lambda i: lengths[i])
-        batches.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 class PairJudge:
     name = "pair"
 
@@ -280,7 +267,7 @@ class PairJudge:
         lengths = [len(e.ids) for e in encoded]
         for epoch in range(cfg.epochs):
             running = 0.0
-            for idx in _length_batches(lengths, cfg.batch_size, rng):
+            for idx in length_batches(lengths, cfg.batch_size, rng):
                 _, attention, reply, feats = _batch([encoded[i] for i in idx])
                 hidden = torch.zeros((len(idx), attention.shape[1], frozen[idx[0]].shape[-1]))
                 for row, i in enumerate(idx):

@@ -31,8 +31,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from alignkit.embeddings import length_batches
 from alignkit.guard.base import Decision, RailContext, Side, allow
-from alignkit.guard.rails.topic import RecentCache, readable_texts
+from alignkit.guard.rails.topic import RecentCache, over_threshold, readable_texts
 
 if TYPE_CHECKING:
     import torch
@@ -237,19 +238,6 @@ class TrainReport:
     """Mean training loss per epoch."""
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar lengths: shuffle, sort within windows of 16 batches, shuffle batches."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 16
-    batches: list[list[int]] = []
-    for lo in range(0, len(order), window):
-        chunk = sorted(order[lo : lo + window], key=lambda i: lengths[i])
-        batches.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 def _pad(rows: Sequence[torch.Tensor], width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (T_i, ...) rows, right-padded with zeros to `width`, and the (B, width) mask."""
     import torch
@@ -357,7 +345,7 @@ class ClassifierModel:
         model.train()
         for epoch in range(cfg.epochs):
             running = 0.0
-            for idx in _length_batches(lengths, cfg.batch_size, rng):
+            for idx in length_batches(lengths, cfg.batch_size, rng):
                 hidden, mask = _pad([frozen[i] for i in idx], max(lengths[i] for i in idx))
                 harm, by_category = model.upper(hidden, mask)
                 w = weights[idx]
@@ -540,13 +528,5 @@ class ClassifierRail:
         if not texts:
             return allow(self.name)
         harm, category = max(self.model.scores(texts), key=lambda s: s[0])
-        over = harm - self.threshold
-        if over > 0:
-            if self.only is not None and category not in self.only:
-                return allow(self.name, f"classified {category} (category not screened)", category=category)
-            if self.action == "flag":
-                return allow(self.name, f"classified {category} (flagged)", category=category)
-            return Decision("block", self.name, f"classified {category}, harm {harm:.2f}", category=category)
-        if over > -self.suspect_margin:
-            return allow(self.name, f"near {category}", category=category)
-        return allow(self.name)
+        why = f"classified {category}"
+        return over_threshold(self, harm - self.threshold, category, why, f"{why}, harm {harm:.2f}", f"near {category}")

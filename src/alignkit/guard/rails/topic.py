@@ -50,6 +50,22 @@ def readable_texts(context: RailContext, limit: int = 8) -> list[str]:
 V = TypeVar("V")
 
 
+def over_threshold(rail: Any, over: float, category: str, why: str, blocked: str, near: str) -> Decision:
+    """The verdict of a rail that scores a request against its threshold (`over`: the score minus it), with
+    the rail's `only` categories, `action` and `suspect_margin`: over it, blocked (reason `blocked`) unless
+    the category is not screened or the rail only flags; within the margin under it, allowed but marked
+    suspected (`near`), so the output rails look closer."""
+    if over > 0:
+        if rail.only is not None and category not in rail.only:
+            return allow(rail.name, f"{why} (category not screened)", category=category)
+        if rail.action == "flag":
+            return allow(rail.name, f"{why} (flagged)", category=category)
+        return Decision("block", rail.name, blocked, category=category)
+    if over > -rail.suspect_margin:
+        return allow(rail.name, near, category=category)
+    return allow(rail.name)
+
+
 class RecentCache(Generic[V]):
     """What a model gave for the most recent `size` distinct texts: a batch computes only the texts it does
     not hold (once each), and the least recently used ones are dropped beyond `size`."""
@@ -360,15 +376,8 @@ class TopicRail:
         v = int(harm.argmax())
         over = float(harm[v]) - self.threshold
         category = self.index.categories[int(by_category[v].argmax())]
-        if over > 0:
-            if self.only is not None and category not in self.only:
-                return allow(self.name, f"close to {category} exemplars (category not screened)", category=category)
-            if self.action == "flag":
-                return allow(self.name, f"close to {category} exemplars (flagged)", category=category)
-            return Decision("block", self.name, f"close to {category} exemplars", category=category)
-        if over > -self.suspect_margin:
-            return allow(self.name, f"near {category} exemplars", category=category)
-        return allow(self.name)
+        why = f"close to {category} exemplars"
+        return over_threshold(self, over, category, why, why, f"near {category} exemplars")
 
 
 class PhraseRail:
