@@ -14,7 +14,7 @@ import torch
 
 from alignkit.data import load_preferences, load_sft, load_unpaired
 from alignkit.errors import AlignkitError
-from alignkit.train.config import TrainConfig
+from alignkit.train.config import PAIRED, TrainConfig
 from alignkit.types import Conversation
 
 CPU = torch.device("cpu")
@@ -252,22 +252,25 @@ attention mask is given: transformers' flash kernels run them as variable-length
 at all); SDPA and flex build a block-diagonal causal mask from them on the model's device."""
 
 
+def attention_kernel(model: Any) -> str | None:
+    """The attention implementation a (possibly peft-wrapped) model runs: "sdpa", "eager", "flash_attention_2", ..."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kernel = getattr(inner.config, "_attn_implementation", None)
+    return None if kernel is None else str(kernel)
+
+
 def supports_packed_positions(model: Any) -> bool:
     """Whether `pack_sequences` batches are correct for this model (its attention implementation reads
     sequence boundaries from position ids)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(inner.config, "_attn_implementation", None) in PACKED_POSITION_KERNELS
+    return attention_kernel(model) in PACKED_POSITION_KERNELS
 
 
 def choose_packing(requested: str, method: str, model: Any, device: torch.device) -> str:
     """The row layout a run trains with ("pairs", "positions" or "off"; see `TrainConfig.packing`) for
     this method, model and device. An explicit request the attention implementation cannot honour is a
     one-line error rather than silently wrong log-probs."""
-    from alignkit.errors import AlignkitError
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kernel = getattr(inner.config, "_attn_implementation", None)
-    paired = method in ("dpo", "ipo", "robust", "simpo", "orpo")
+    kernel = attention_kernel(model)
+    paired = method in PAIRED
     if method == "reward" or requested == "off":
         return "off"
     if requested == "pairs":
