@@ -74,7 +74,8 @@ def main() -> None:
     args = ap.parse_args()
 
     prompts = heldout_prompts()
-    shared = [p["id"] for p in prompts if _norm(p["prompt"]) in trained_texts()]
+    trained = trained_texts()
+    shared = [p["id"] for p in prompts if _norm(p["prompt"]) in trained]
     if shared:
         raise SystemExit(f"held-out prompts also in training sources: {shared[:5]}")
     args.out.mkdir(parents=True, exist_ok=True)
