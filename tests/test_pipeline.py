@@ -273,6 +273,41 @@ def test_a_resume_accepts_settings_added_since_but_not_changed_ones(tmp_path: Pa
         Run(make_preset("smoke", None, ["posture_limit=null"]), "default", tmp_path, None)
 
 
+def test_a_resumed_run_that_predates_helpfulness_measures_it_and_nothing_else(smoke_run: Path, tmp_path: Path) -> None:
+    """A finished run from before helpfulness joined the run: resumed, it measures helpfulness before and
+    after (and only that), records it in those stages' summaries, and writes the report again with it."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run, out)
+    for which in ("baseline", "after"):
+        (out / which / "helpfulness.json").unlink()
+    stages = json.loads((out / "stages.json").read_text())
+    stages["baseline"].pop("checkable_accuracy")
+    stages["after"]["posture"].pop("checkable_accuracy")
+    (out / "stages.json").write_text(json.dumps(stages))
+    preset = json.loads((out / "preset.json").read_text())
+    del preset["helpfulness"], preset["helpfulness_limit"]  # as stored before those settings existed
+    (out / "preset.json").write_text(json.dumps(preset))
+    card = json.loads((out / "posture_card.json").read_text())
+    card.pop("helpfulness")
+    (out / "posture_card.json").write_text(json.dumps(card))
+
+    done = subprocess.run([*RUN, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = json.loads((out / "stages.json").read_text())
+    for which in ("baseline", "after"):
+        body = json.loads((out / which / "helpfulness.json").read_text())
+        summary = after[which] if which == "baseline" else after[which]["posture"]
+        assert summary["checkable_accuracy"] == round(body["checkable_accuracy"]["rate"], 4)
+    for stage, rec in stages.items():
+        if stage not in ("baseline", "after", "report"):
+            assert after[stage] == rec, f"stage {stage} was redone"
+    assert after["baseline"]["finished"] == stages["baseline"]["finished"]
+    card = json.loads((out / "posture_card.json").read_text())
+    assert set(card["helpfulness"]) >= {"before", "after", "kept"}
+
+
 def test_the_run_guard_narrows_phrase_and_topic_rails_but_classifies_every_category() -> None:
     from alignkit.guard.config import default_config
     from alignkit.pipeline import guard_config_for

@@ -54,6 +54,9 @@ class Stages:
 
     def finish(self, stage: str, seconds: float, summary: dict[str, Any]) -> None:
         self.done[stage] = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
+        self.write()
+
+    def write(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.done, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
@@ -171,8 +174,10 @@ class Run:
             "guard": self.guard,
             "report": self.report,
         }
+        backfilled = False
         for stage in run_stages(self.p):
-            if stage in self.stages.done:
+            if stage in self.stages.done and not (stage == "report" and backfilled):
+                backfilled |= self._backfill_helpfulness(stage)
                 continue
             started = time.monotonic()
             summary = self.train(stage, methods[stage]) if stage in methods else steps[stage]()
@@ -197,6 +202,27 @@ class Run:
             helpful = self._helpfulness(backend, out)
             summary["checkable_accuracy"] = round(helpful["checkable_accuracy"]["rate"], 4)
         return summary
+
+    def _backfill_helpfulness(self, stage: str) -> bool:
+        """A posture stage that finished before helpfulness joined the run (or with it off) gets it when the
+        preset now asks for it, so a resumed run or sweep compares helpfulness kept without measuring
+        anything else again. The stage's summary gains its checkable accuracy; the report is then written
+        again. Returns whether it measured."""
+        which = {"baseline": "before", "after": "after"}.get(stage)
+        if which is None or not self.p.helpfulness or (self.layout.posture(which) / "helpfulness.json").exists():
+            return False
+        if which == "before":
+            backend = self.backend(self.p.model, self.p.model)
+        elif self.aligned_model.exists():
+            backend = self.aligned_backend()
+        else:
+            return False
+        helpful = self._helpfulness(backend, self.layout.posture(which))
+        summary = self.stages.done[stage]
+        target = summary["posture"] if which == "after" and isinstance(summary.get("posture"), dict) else summary
+        target["checkable_accuracy"] = round(helpful["checkable_accuracy"]["rate"], 4)
+        self.stages.write()
+        return True
 
     def _helpfulness(self, backend: Any, out: Path) -> dict[str, Any]:
         """Helpfulness on the suite's test split into `out/helpfulness.json`; replies are scored for

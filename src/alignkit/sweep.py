@@ -176,6 +176,19 @@ def _seed_from(source: Path, source_preset: Preset, target: Path, preset: Preset
     return list(shared)
 
 
+def _share_baseline_helpfulness(sources: list[Path], target: Path) -> None:
+    """A variant whose shared baseline predates helpfulness takes it from an earlier variant with the same
+    shared stages that measured it (the same model and settings), instead of measuring it again."""
+    dest = RunLayout(target).posture("before") / "helpfulness.json"
+    if not RunLayout(target).stages.exists() or dest.exists():
+        return
+    for source in sources:
+        path = RunLayout(source).posture("before") / "helpfulness.json"
+        if path.exists():
+            shutil.copy2(path, dest)
+            return
+
+
 def run_sweep(spec: SweepSpec, out_dir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
     """Run every variant (resuming), then write sweep.json, sweep.md and sweep.html into `out_dir`."""
     from alignkit.pipeline import run as run_pipeline
@@ -197,6 +210,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, progress: Progress | None = 
                 best = (common, source, source_preset)
         if best is not None:
             _seed_from(best[1], best[2], folder, preset)
+        _share_baseline_helpfulness([source for source, _ in earlier.get(key, [])], folder)
         earlier.setdefault(key, []).append((folder, preset))
         started = time.monotonic()
         inner = _prefixed(progress, f"{name} ({i + 1}/{len(variants)})")
