@@ -1,10 +1,11 @@
 """Guard proxy cost and robustness: latency the model-free rails add, behaviour under load, and evasion.
 
 (a) latency: the same FastAPI proxy in front of a MockBackend (which answers at once), with the
-    model-free rails on (limits, obfuscation, injection, PII, secrets, key phrases, canary) and with
-    every rail off; 32 clients each send their next request as soon as the last one returns. Reported:
+    model-free rails on (limits, obfuscation, injection, PII, secrets, key phrases, canary), with the
+    default config (those and the MiniLM prompt classifier), and with every rail off; 32 clients each send
+    their next request as soon as the last one returns. Every request's text is new (numbered). Reported:
     p50 / p99 latency of each, the difference (the rails' overhead), and requests per second. Also the
-    rails' own CPU time per request, measured in-process, one request at a time.
+    model-free rails' own CPU time per request, measured in-process, one request at a time.
     Paced: the same clients offering 80% of what pass-through serves (`--load`).
     Saturation: 64 clients against `--workers` uvicorn workers, guarded throughput over pass-through.
 (b) load: 2,000 requests from 50 clients at the guarded proxy: errors (must be 0), and every response id
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -39,6 +41,9 @@ import httpx
 import numpy as np
 
 KEY = "bench-key"
+MODES = ("passthrough", "guard", "classifier")
+"""pass-through: every rail off; guard: the model-free rails; classifier: the default config, the model-free
+rails and the MiniLM prompt classifier."""
 REPLY = (
     "Sure! Here's a draft you can adapt:\n\nHi team,\n\nQuick reminder that our offsite is next Thursday at the "
     "lake house. Lunch is provided, so come hungry, and bring a laptop for the planning session in the afternoon. "
@@ -57,6 +62,22 @@ MESSAGES = [
 ]
 
 
+TAGS = itertools.count()
+"""Every request of every run gets its own tag, so a later run never finds its texts in the cache."""
+
+
+def letters(i: int) -> str:
+    """`i` spelled in the letters a-z: a tag that makes every request's text new (the classifier caches the
+    scores of recent texts) without digits or brackets, which the guard would also read decoded as
+    leetspeak, a second text for the classifier that the same message without a tag does not have."""
+    out = ""
+    while True:
+        out = chr(ord("a") + i % 26) + out
+        i //= 26
+        if i == 0:
+            return out
+
+
 def make_app() -> Any:
     """The proxy for the mode in $BENCH_GUARD_MODE (and audit log in $BENCH_GUARD_AUDIT): each uvicorn
     worker process builds its own from these."""
@@ -64,7 +85,10 @@ def make_app() -> Any:
     from alignkit.guard.config import GuardConfig, default_config
     from alignkit.guard.proxy import create_guard_app
 
-    if os.environ["BENCH_GUARD_MODE"] == "guard":
+    mode = os.environ["BENCH_GUARD_MODE"]
+    if mode == "classifier":  # the default config: the model-free rails and the prompt classifier
+        config = default_config()
+    elif mode == "guard":
         config = default_config()
         config.topic.enabled = False  # the embedding rails run a model: not model-free rails
         config.classifier.enabled = False
@@ -76,6 +100,10 @@ def make_app() -> Any:
 def serve(mode: str, port: int, audit: str | None, workers: int = 1) -> None:
     import uvicorn
 
+    from alignkit.guard.proxy import share_cores
+
+    if workers > 1:
+        share_cores(workers)
     os.environ["BENCH_GUARD_MODE"] = mode
     os.environ["BENCH_GUARD_AUDIT"] = audit or ""
     uvicorn.run("guard_latency:make_app", factory=True, app_dir=str(Path(__file__).parent), workers=workers,
@@ -134,7 +162,8 @@ async def load(url: str, requests: int, concurrency: int, interval_s: float = 0.
         async def worker(offset_s: float) -> None:
             await asyncio.sleep(offset_s)
             for i in counter:
-                body = {"model": "m", "messages": [{"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]}
+                text = f"{MESSAGES[i % len(MESSAGES)]} Ref {letters(next(TAGS))}."
+                body = {"model": "m", "messages": [{"role": "user", "content": text}]}
                 start = time.perf_counter()
                 next_at = start + interval_s
                 try:
@@ -256,7 +285,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000, help="requests per latency run")
     ap.add_argument("--load-requests", type=int, default=2000)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "guard_latency.json"))
-    ap.add_argument("--serve", choices=["guard", "passthrough"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--audit", help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers for the saturation throughput run")
@@ -271,7 +300,7 @@ def main() -> None:
     # the pass-through proxy can serve: latency is then the time one request takes, plus what queueing
     # random arrivals at half load bring.
     latency: dict[str, Any] = {"saturated": {}, "paced": {}}
-    servers = {mode: Server(mode, workers=1) for mode in ("passthrough", "guard")}
+    servers = {mode: Server(mode, workers=1) for mode in MODES}
     try:
         for server in servers.values():
             asyncio.run(load(server.url, 300, 32))  # warm-up
@@ -291,21 +320,23 @@ def main() -> None:
             server.stop()
     for kind in ("saturated", "paced"):
         runs = latency[kind]
-        runs["overhead"] = {q: runs["guard"][q] - runs["passthrough"][q] for q in ("p50_ms", "p99_ms")}
-        if kind == "saturated":
-            runs["overhead"]["server_cpu_ms_per_request"] = (
-                runs["guard"]["server_cpu_ms_per_request"] - runs["passthrough"]["server_cpu_ms_per_request"]
-            )
-        for mode in ("passthrough", "guard"):
+        for mode, name in (("guard", "overhead"), ("classifier", "overhead_with_classifier")):
+            runs[name] = {q: runs[mode][q] - runs["passthrough"][q] for q in ("p50_ms", "p99_ms")}
+            if kind == "saturated":
+                runs[name]["server_cpu_ms_per_request"] = (
+                    runs[mode]["server_cpu_ms_per_request"] - runs["passthrough"]["server_cpu_ms_per_request"]
+                )
+        for mode in MODES:
             r = runs[mode]
             print(f"{kind} {mode}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, {r['requests_per_s']:.0f} req/s")
-        print(f"{kind} overhead: " + ", ".join(f"{k} {v:.2f}" for k, v in runs["overhead"].items()))
+        for name in ("overhead", "overhead_with_classifier"):
+            print(f"{kind} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[name].items()))
     cpu = rails_cpu_ms()
     print(f"rails: {cpu:.3f} ms of CPU per request")
 
     # Throughput at saturation with several workers: guarded over pass-through.
     throughput: dict[str, Any] = {"workers": args.workers}
-    for mode in ("passthrough", "guard"):
+    for mode in MODES:
         server = Server(mode, workers=args.workers)
         try:
             asyncio.run(load(server.url, 300, 64))  # warm-up (every worker)
@@ -314,8 +345,9 @@ def main() -> None:
             server.stop()
         run.pop("ids")
         throughput[mode] = run
-    throughput["guarded_share"] = throughput["guard"]["requests_per_s"] / throughput["passthrough"]["requests_per_s"]
-    print(f"saturation with {args.workers} workers: guarded {throughput['guarded_share']:.2f} of pass-through")
+    for mode, name in (("guard", "guarded_share"), ("classifier", "guarded_share_with_classifier")):
+        throughput[name] = throughput[mode]["requests_per_s"] / throughput["passthrough"]["requests_per_s"]
+        print(f"saturation with {args.workers} workers, {mode}: {throughput[name]:.2f} of pass-through")
     sizes = timings()
     print("timings: " + json.dumps(sizes))
 

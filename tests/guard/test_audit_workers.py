@@ -6,6 +6,7 @@ import multiprocessing as mp
 import sqlite3
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from alignkit.guard.audit import AuditLog
@@ -68,3 +69,24 @@ def test_a_worker_builds_its_app_from_the_spec(tmp_path: Path, monkeypatch: obje
             assert r.status_code == 200 and "s3cret" not in r.text and "localhost:9" in r.text
     finally:
         mp_.undo()
+
+
+def test_workers_share_the_cores_for_the_model_rails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With N workers each worker process's torch pool gets cores // N threads (2 workers on 2 cores: 1
+    each), unless the user set OMP_NUM_THREADS."""
+    import os
+    import subprocess
+    import sys
+
+    from alignkit.guard.proxy import share_cores
+
+    probe = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    share_cores(2)
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == "2"
+    share_cores(4)  # set already: kept
+    assert os.environ["OMP_NUM_THREADS"] == "2"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    share_cores(8)
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == "1"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -353,6 +354,15 @@ def create_guard_app(
     return app
 
 
+def share_cores(workers: int) -> None:
+    """Give each of `workers` server processes its share of the cores for the model rails (torch's
+    OpenMP pool), unless OMP_NUM_THREADS is set already. Each worker's pool otherwise takes every core:
+    with the classifier rail and 2 workers on 2 cores, the pools spun against each other and the guard
+    served 17 requests/s instead of 57 with one worker."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
 def serve_guard(app: FastAPI | str, host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1) -> None:
     """Serve `app`; with `workers` > 1, `app` is an import string of a factory (uvicorn starts each worker
     process from it)."""
@@ -361,6 +371,7 @@ def serve_guard(app: FastAPI | str, host: str = "127.0.0.1", port: int = 8000, *
     # A longer keep-alive than uvicorn's 5 s: under load a client may reuse a pooled connection just as a
     # short timer closes it, and the request fails with a reset.
     if workers > 1:
+        share_cores(workers)
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=30, workers=workers,
                     factory=True)  # fmt: skip
     else:
