@@ -3,7 +3,7 @@
 (a) latency: the same FastAPI proxy in front of a MockBackend (which answers at once), with the
     model-free rails on (limits, obfuscation, injection, PII, secrets, key phrases, canary), with the
     default config (those and the MiniLM prompt classifier), and with every rail off; 32 clients each send
-    their next request as soon as the last one returns. Every request's text is new (numbered). Reported:
+    their next request as soon as the last one returns. Every request's text is new (tagged). Reported:
     p50 / p99 latency of each, the difference (the rails' overhead), and requests per second. Also the
     model-free rails' own CPU time per request, measured in-process, one request at a time.
     Paced: the same clients offering 80% of what pass-through serves (`--load`).

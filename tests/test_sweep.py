@@ -83,3 +83,26 @@ def test_a_sweep_shares_stages_before_training_and_resumes(tmp_path: Path) -> No
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "sft-orpo" / "stages.json").read_text()) == second, "a finished variant was redone"
+
+
+def test_a_variant_takes_the_baseline_helpfulness_an_earlier_one_measured(tmp_path: Path) -> None:
+    """Shared baselines that predate helpfulness: the first variant measures it on resume, the later ones
+    copy it; a variant that has not started, or that has its own, is left alone."""
+    from alignkit.layout import RunLayout
+    from alignkit.sweep import _share_baseline_helpfulness
+
+    def variant(name: str, helpfulness: str | None) -> Path:
+        layout = RunLayout(tmp_path / name)
+        layout.posture("before").mkdir(parents=True)
+        layout.stages.write_text("{}")
+        if helpfulness is not None:
+            (layout.posture("before") / "helpfulness.json").write_text(helpfulness)
+        return layout.root
+
+    first, second, own = variant("a", '{"from": "a"}'), variant("b", None), variant("c", '{"from": "c"}')
+    _share_baseline_helpfulness([tmp_path / "missing", first], second)
+    assert json.loads((RunLayout(second).posture("before") / "helpfulness.json").read_text()) == {"from": "a"}
+    _share_baseline_helpfulness([first], own)
+    assert json.loads((RunLayout(own).posture("before") / "helpfulness.json").read_text()) == {"from": "c"}
+    _share_baseline_helpfulness([first], tmp_path / "not-started")
+    assert not (tmp_path / "not-started").exists()
