@@ -3,6 +3,7 @@ trained default meets the issue's targets on the style corpus's test split."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,40 @@ def test_pair_judge_training_is_deterministic_and_seeded(tiny_encoder: str) -> N
     assert torch.equal(a, b)
     assert not torch.equal(a, c.probabilities(prompts, replies))
     assert torch.allclose(a.sum(-1), torch.ones(len(examples)))
+
+
+def test_the_members_are_the_single_seed_judges_averaged(tiny_encoder: str) -> None:
+    """A judge of two members reads exactly the mean of the probabilities of two one-head judges trained
+    with seeds 0 and 1."""
+    cfg = PairConfig(layers=2, width=16, prompt_tokens=8, head_tokens=16, tail_tokens=4, epochs=2, batch_size=8)
+    examples = toy(3)
+    prompts, replies = [e.prompt for e in examples], [e.response for e in examples]
+    single = [
+        PairJudge.train(examples, PairConfig(**{**cfg.__dict__, "members": 1, "seed": s}), encoder=tiny_encoder)
+        for s in (0, 1)
+    ]
+    pair = PairJudge.train(examples, PairConfig(**{**cfg.__dict__, "members": 2}), encoder=tiny_encoder)
+    p0, p1 = (j.probabilities(prompts, replies) for j in single)
+    assert not torch.allclose(p0, p1, atol=1e-4)
+    assert torch.allclose(pair.probabilities(prompts, replies), (p0 + p1) / 2, atol=1e-6)
+
+
+def test_a_one_head_judge_saved_before_members_existed_still_loads(tiny_encoder: str, tmp_path: Path) -> None:
+    """Folders written by `judge train` before heads became members (no `members` key, unprefixed head
+    keys) load as one member and give the same probabilities."""
+    cfg = PairConfig(layers=2, width=16, prompt_tokens=8, head_tokens=16, tail_tokens=4, epochs=1, batch_size=8)
+    examples = toy(2)
+    judge = PairJudge.train(examples, PairConfig(**{**cfg.__dict__, "members": 1}), encoder=tiny_encoder)
+    folder = judge.save(tmp_path / "old")
+    head = torch.load(folder / "head.pt", weights_only=True)
+    torch.save({k.removeprefix("members.0."): v for k, v in head.items()}, folder / "head.pt")
+    meta = json.loads((folder / "judge.json").read_text())
+    del meta["config"]["members"]
+    (folder / "judge.json").write_text(json.dumps(meta))
+    prompts, replies = [e.prompt for e in examples], [e.response for e in examples]
+    loaded = PairJudge.load(folder)
+    assert loaded.config.members == 1
+    assert torch.allclose(loaded.probabilities(prompts, replies), judge.probabilities(prompts, replies))
 
 
 def test_pair_judge_reads_the_prompt(tiny_encoder: str) -> None:

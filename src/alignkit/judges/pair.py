@@ -5,7 +5,8 @@ information" refuses a question about a real person's address, and answers one a
 bank balance), so the judge reads one sequence, `[CLS] prompt head [SEP] reply head ... reply tail [SEP]`,
 through the first `layers` layers of the all-MiniLM-L6-v2 encoder, frozen. One small transformer layer
 trained on top, then a linear head over its [CLS] vector, the mean and max over the reply's tokens and a
-few refusal-phrase features, picks one of four outcomes: the three XSTest classes and `evasive`.
+few refusal-phrase features, picks one of four outcomes: the three XSTest classes and `evasive`. Three
+such heads, trained from three seeds, vote by averaging their probabilities.
 
 Why this shape: fine-tuning a MiniLM layer over ~3,400 pairs took far over the few minutes a first use
 may take on 2 cores (bench/results/judge_tune.jsonl, first row); with the encoder frozen, its output is
@@ -54,13 +55,17 @@ class PairConfig:
     """Add the pattern judge's outcome, a numbered-list flag and the reply's length to the head's input."""
     balanced: bool = True
     """Weight each label by the inverse of its count in the training data."""
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     """Peak learning rate of the trained layer and head."""
     warmup_steps: int = 50
     """Linear warm-up, then linear decay to zero."""
     seed: int = 0
+    members: int = 3
+    """Heads trained from seeds seed, seed+1, ... on the same frozen states, probabilities averaged: on
+    the validation split three heads of 10 epochs beat one head of 20 epochs (the old default) and narrow
+    the spread between seeds (bench/results/judge_tune.jsonl)."""
 
 
 N_FEATURES = 5
@@ -75,32 +80,20 @@ def text_features(response: str) -> list[float]:
     return [*onehot, float(bool(_STEPS.search(response))), math.log(words + 1.0) / 6.0]
 
 
-class PairClassifier(torch.nn.Module):
-    """Frozen MiniLM layers -> (rounded to fp16, as cached in training) -> linear to `width` -> one trained
-    transformer layer -> [CLS] ++ mean(reply) ++ max(reply) ++ features -> linear head over LABELS."""
+class PairHead(torch.nn.Module):
+    """One trained member: linear to `width` -> one transformer layer -> [CLS] ++ mean(reply) ++ max(reply)
+    ++ features -> linear over LABELS."""
 
-    def __init__(self, encoder: Any, width: int, features: bool) -> None:
+    def __init__(self, hidden_size: int, width: int, features: bool) -> None:
         super().__init__()
-        self.encoder = encoder
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
         self.features = features
-        self.project = torch.nn.Linear(int(encoder.config.hidden_size), width)
+        self.project = torch.nn.Linear(hidden_size, width)
         self.layer = torch.nn.TransformerEncoderLayer(
             width, nhead=4, dim_feedforward=2 * width, dropout=0.1, activation="gelu", batch_first=True
         )
         self.head = torch.nn.Linear(3 * width + (N_FEATURES if features else 0), len(LABELS))
 
-    def trained(self) -> list[torch.nn.Parameter]:
-        return [*self.project.parameters(), *self.layer.parameters(), *self.head.parameters()]
-
-    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, T, D) frozen encoder states, rounded to fp16 and back."""
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        hidden: torch.Tensor = out.last_hidden_state
-        return hidden.half().float()
-
-    def upper(
+    def forward(
         self, hidden: torch.Tensor, attention_mask: torch.Tensor, reply_mask: torch.Tensor, feats: torch.Tensor
     ) -> torch.Tensor:
         """(B, T, D) frozen states -> (B, len(LABELS)) logits."""
@@ -111,6 +104,33 @@ class PairClassifier(torch.nn.Module):
         parts = [x[:, 0], mean, peak, *([feats] if self.features else [])]
         logits: torch.Tensor = self.head(torch.cat(parts, dim=-1))
         return logits
+
+
+class PairClassifier(torch.nn.Module):
+    """Frozen MiniLM layers -> (rounded to fp16, as cached in training) -> `members` PairHeads, each trained
+    from its own seed on the same frozen states; their probabilities are averaged. The encoder is most of
+    the cost of a verdict, so the members come almost free at inference."""
+
+    def __init__(self, encoder: Any, width: int, features: bool, members: int = 1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        size = int(encoder.config.hidden_size)
+        self.members = torch.nn.ModuleList(PairHead(size, width, features) for _ in range(members))
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) frozen encoder states, rounded to fp16 and back."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden.half().float()
+
+    def upper(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, reply_mask: torch.Tensor, feats: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T, D) frozen states -> (B, len(LABELS)) log of the members' mean probabilities."""
+        probs = [torch.softmax(m(hidden, attention_mask, reply_mask, feats), dim=-1) for m in self.members]
+        return torch.log(torch.stack(probs).mean(0))
 
 
 @dataclass
@@ -212,11 +232,10 @@ class PairJudge:
 
         cfg = config or PairConfig()
         torch.manual_seed(cfg.seed)
-        rng = random.Random(cfg.seed)
         ref = _encoder_ref(encoder)
         tokenizer = AutoTokenizer.from_pretrained(ref)
         base = AutoModel.from_pretrained(ref, num_hidden_layers=cfg.layers, add_pooling_layer=False)
-        model = PairClassifier(base, cfg.width, cfg.features)
+        model = PairClassifier(base, cfg.width, cfg.features, cfg.members)
         encoded = _encode(tokenizer, cfg, [e.prompt for e in examples], [e.response for e in examples])
         labels = torch.tensor([LABELS.index(e.label) for e in examples])
         counts = torch.bincount(labels, minlength=len(LABELS)).float()
@@ -241,15 +260,20 @@ class PairJudge:
             on_encoded(cache)
         frozen = [cache[k] for k in keys]
 
-        model.train()
-        model.encoder.eval()
         with _one_thread():
-            cls._fit(model, encoded, frozen, labels, class_weights, cfg, rng, log)
+            for k, member in enumerate(model.members):
+                assert isinstance(member, PairHead)
+                if log is not None and cfg.members > 1:
+                    log(f"pair judge member {k + 1}/{cfg.members}")
+                torch.manual_seed(cfg.seed + k)
+                member.load_state_dict(PairHead(int(base.config.hidden_size), cfg.width, cfg.features).state_dict())
+                member.train()
+                cls._fit(member, encoded, frozen, labels, class_weights, cfg, random.Random(cfg.seed + k), log)
         return cls(model.eval(), tokenizer, cfg, data_hash(examples))
 
     @staticmethod
     def _fit(
-        model: PairClassifier,
+        model: PairHead,
         encoded: Sequence[Encoded],
         frozen: Sequence[torch.Tensor],
         labels: torch.Tensor,
@@ -258,7 +282,7 @@ class PairJudge:
         rng: random.Random,
         log: Callable[[str], None] | None,
     ) -> None:
-        opt = torch.optim.AdamW(model.trained(), lr=cfg.lr, weight_decay=0.01)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
         per_epoch = (len(encoded) + cfg.batch_size - 1) // cfg.batch_size
         total = max(1, cfg.epochs * per_epoch)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -272,7 +296,7 @@ class PairJudge:
                 hidden = torch.zeros((len(idx), attention.shape[1], frozen[idx[0]].shape[-1]))
                 for row, i in enumerate(idx):
                     hidden[row, : lengths[i]] = frozen[i].float()
-                logits = model.upper(hidden, attention, reply, feats)
+                logits = model(hidden, attention, reply, feats)
                 loss = torch.nn.functional.cross_entropy(logits, labels[idx], weight=class_weights)
                 opt.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
@@ -299,9 +323,13 @@ class PairJudge:
         from transformers import AutoModel, AutoTokenizer
 
         meta = json.loads((Path(folder) / "judge.json").read_text())
-        cfg = PairConfig(**meta["config"])
-        model = PairClassifier(AutoModel.from_pretrained(str(folder), add_pooling_layer=False), cfg.width, cfg.features)
+        one_head = "members" not in meta["config"]  # saved before members existed: one head, unprefixed
+        cfg = PairConfig(**{**meta["config"], "members": 1} if one_head else meta["config"])
+        encoder = AutoModel.from_pretrained(str(folder), add_pooling_layer=False)
+        model = PairClassifier(encoder, cfg.width, cfg.features, cfg.members)
         head = torch.load(Path(folder) / "head.pt", map_location="cpu", weights_only=True)
+        if one_head:
+            head = {f"members.0.{k}": v for k, v in head.items()}
         result = model.load_state_dict(head, strict=False)
         if result.unexpected_keys or any(not k.startswith("encoder.") for k in result.missing_keys):
             raise AlignkitError(f"{folder}/head.pt does not fit the judge's settings: {result}")
