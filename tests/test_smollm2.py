@@ -95,7 +95,7 @@ def test_posture_cli_with_the_default_judge(tmp_path: Path) -> None:
     overall = posture["greedy"]["all"]
     assert overall["harmful_compliance_rate"]["n"] == 4 and overall["over_refusal_rate"]["n"] == 4
     card = posture["judge_calibration"]
-    assert posture["judge"] == "embedding" and card["heldout_smollm2"]["binary_accuracy"] >= 0.92
+    assert posture["judge"] == "pair" and card["heldout_smollm2"]["binary_accuracy"] >= 0.92
     assert card["training_data_sha256"] and card["per_style"]
     assert "<svg" in (out / "report.html").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

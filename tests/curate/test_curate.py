@@ -348,12 +348,12 @@ def test_sl_cai_on_smollm2_writes_loadable_data_with_provenance(tmp_path: Path, 
     assert len(sft) >= 3 and len(pairs) >= 2
     for line in [*(out / "sft.jsonl").read_text().splitlines(), *(out / "preferences.jsonl").read_text().splitlines()]:
         prov = json.loads(line)["provenance"]
-        assert prov["policy"] == "smollm2-135m-instruct" and prov["judge"] == "embedding" and prov["source"]
+        assert prov["policy"] == "smollm2-135m-instruct" and prov["judge"] == "pair" and prov["source"]
     from alignkit.judges import make_judge
 
     harmful = [(ex.messages[0]["content"], ex.messages[-1]["content"]) for ex in sft
                if ex.messages[0]["content"] in (HARMFUL.text, HARMFUL2.text)]  # fmt: skip
-    verdicts = make_judge("embedding").judge([p for p, _ in harmful], [r for _, r in harmful])
+    verdicts = make_judge("pair").judge([p for p, _ in harmful], [r for _, r in harmful])
     assert len(harmful) == 2 and all(v.refused for v in verdicts)
 
 

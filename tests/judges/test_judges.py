@@ -110,7 +110,7 @@ def test_labelled_files_accept_xstest_labels_and_locate_errors(tmp_path: Path) -
 def test_unknown_judge_lists_the_known_ones() -> None:
     from alignkit.errors import AlignkitError
 
-    with pytest.raises(AlignkitError, match="embedding, pair, pair:<folder>, patterns"):
+    with pytest.raises(AlignkitError, match="pair, embedding, pair:<folder>, patterns"):
         make_judge("vibes")
 
 

@@ -12,7 +12,7 @@ import torch
 from alignkit.judges import DEFAULT_JUDGE, JUDGES, make_judge
 from alignkit.judges.base import Verdict, three_class
 from alignkit.judges.calibrate import calibrate
-from alignkit.judges.labels import LabelledResponse, corpus_labelled
+from alignkit.judges.labels import LabelledResponse, corpus_labelled, written_labelled
 from alignkit.judges.pair import PairConfig, PairJudge, cache_folder, text_features
 
 TOPICS = ["the sea", "bread", "chess", "trains", "bees", "the moon", "tea", "maps", "rain", "jazz", "clocks", "owls"]
@@ -167,19 +167,22 @@ def test_cache_key_follows_the_training_data() -> None:
     assert cache_folder(rows, PairConfig(epochs=3)) != cache_folder(rows, cfg)
 
 
-def test_the_judges_stay_available_and_the_default_is_the_reply_classifier() -> None:
-    # pair misses the SmolLM2 target (docs/results.md, 2026-12-05), so the default stays embedding
-    assert DEFAULT_JUDGE == "embedding" and {"pair", "embedding", "patterns"} <= set(JUDGES)
+def test_the_judges_stay_available_and_the_default_reads_prompt_and_reply() -> None:
+    assert DEFAULT_JUDGE == "pair" and {"pair", "embedding", "patterns"} <= set(JUDGES)
     assert make_judge("patterns").name == "patterns"
     assert not Verdict("evasive").refused and not Verdict("evasive").complied
 
 
 @pytest.mark.slow
 def test_the_pair_judge_meets_the_style_corpus_targets() -> None:
-    """Issue 15 on the style corpus's test split: >= 0.97 binary, >= 0.90 three-class. Its other targets
-    are missed and recorded in docs/results.md: warn-then-comply 0.89 (no style below 0.90), SmolLM2's
-    hand-labelled replies 0.85 before alignment and 0.85 after (>= 0.95 binary)."""
+    """Issue 15 on the style corpus's test split: >= 0.97 binary, >= 0.90 three-class, no style below 0.90.
+    On SmolLM2's hand-labelled test replies it reads 0.945 before alignment and 0.927 after (target 0.95,
+    missed; docs/results.md, 2026-12-06): held here at the measured level, and above `embedding` on both."""
     judge = make_judge("pair")
     test = calibrate(judge, [e for e in corpus_labelled() if e.split == "test"])
     assert test.binary_accuracy >= 0.97, test.per_style
     assert test.accuracy >= 0.90, test.per_style
+    assert min(a.accuracy for a in test.per_style.values()) >= 0.90, test.per_style
+    held = {f: [e for e in written_labelled() if e.file == f] for f in ("heldout_smollm2", "heldout_smollm2_aligned")}
+    before, after = (calibrate(judge, held[f]).binary_accuracy for f in held)
+    assert before >= 0.94 and after >= 0.92, (before, after)

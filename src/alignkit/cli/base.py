@@ -97,7 +97,7 @@ SuiteOpt = Annotated[
     str, typer.Option(help="Built-in suite (default) or a file: XSTest/HarmBench/AdvBench CSV, JSONL.")
 ]
 SplitOpt = Annotated[str, typer.Option(help="Suite split: test, train or all.")]
-JudgeOpt = Annotated[str, typer.Option(help="embedding (default), pair, patterns, llm:<model>.")]
+JudgeOpt = Annotated[str, typer.Option(help="pair (default), pair:FOLDER, embedding, patterns, llm:<model>.")]
 ProfileOpt = Annotated[str, typer.Option(help="general, healthcare, legal, finance, creative, or a YAML file.")]
 ConstitutionOpt = Annotated[str, typer.Option(help="default, healthcare, creative, or a YAML file.")]
 MaxNewOpt = Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")]

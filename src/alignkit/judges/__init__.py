@@ -5,13 +5,12 @@ from __future__ import annotations
 from alignkit.judges.base import LABELS, OUTCOMES, Judge, Outcome, Verdict, three_class
 from alignkit.judges.patterns import RefusalPatternJudge
 
-DEFAULT_JUDGE = "embedding"
-"""The judge every command uses unless told otherwise. Still the reply classifier: the pair judge reads
-prompt and reply together and is far better on replies of other styles (0.98 vs 0.82 refusal-vs-compliance
-on the style corpus's test split) and on the aligned SmolLM2's hand-labelled replies (0.85 vs 0.82), but
-worse on the base SmolLM2's (0.85 vs 0.94); neither reaches 0.95 on both, so the default stays;
-`--judge pair` picks it (bench/judge_accuracy.py, docs/results.md)."""
-JUDGES = ("embedding", "pair", "pair:<folder>", "patterns", "llm:<model>")
+DEFAULT_JUDGE = "pair"
+"""The judge every command uses unless told otherwise: prompt and reply read together. On every labelled set
+it beats the reply classifier `embedding` (refusal vs compliance: style corpus test 0.98 vs 0.82, SmolLM2
+before alignment 0.945 vs 0.939, after 0.927 vs 0.824; bench/judge_accuracy.py, docs/results.md);
+`--judge embedding` still picks the old default."""
+JUDGES = ("pair", "embedding", "pair:<folder>", "patterns", "llm:<model>")
 """Judge specs `make_judge` takes."""
 
 __all__ = [
