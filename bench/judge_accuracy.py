@@ -1,6 +1,6 @@
 """Accuracy of the judges against labelled replies they were not trained on.
 
-Judges: `pair`, `embedding` (the default), `patterns`, and a list of 21 refusal openings matched with
+Judges: `pair` (the default), `embedding`, `patterns`, and a list of 21 refusal openings matched with
 `startswith` (the baseline a phrase list gives). Sets: the style corpus's test split (binary, three-class,
 per style, per source file), the first written set's test split, and SmolLM2's replies labelled by hand, before
 alignment (`heldout_smollm2`) and after (`heldout_smollm2_aligned`: the cpu-demo sweep's sft+dpo model), both
