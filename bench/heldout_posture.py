@@ -7,7 +7,7 @@ separately from the suite, never curated or trained on (checked here: no prompt 
 default suite, the broad training prompts or the anchors). Same reply length and judge as the run.
 
     .venv/bin/python bench/heldout_posture.py base=smollm2-135m-instruct \\
-        sft-dpo=runs/sweep-cpu-demo/sft-dpo/model sft-dpo-odpo=runs/sweep-cpu-demo/sft-dpo-odpo/model \\
+        sft-dpo=runs/sweep-cpu-demo-pair/sft-dpo/model \\
         [--judge embedding] [--out runs/heldout-posture]
 
 Writes bench/results/heldout_posture.json: the headline rates (`alignkit.pipeline.headline_rates`) per
@@ -67,7 +67,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="name=model (a registry name or a model folder)")
-    ap.add_argument("--judge", default="embedding")
+    ap.add_argument("--judge", default="pair")
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "heldout-posture")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "heldout_posture.json")
