@@ -148,12 +148,14 @@ def test_every_encoder_follows_the_device_rule(no_env: pytest.MonkeyPatch) -> No
 
     from alignkit.guard.rails.topic import SentenceEncoder
     from alignkit.judges.embedding import EmbeddingJudge, ReplyClassifier
-    from alignkit.judges.pair import PairClassifier, PairConfig, PairJudge
+    from alignkit.judges.pair import PairClassifier, PairConfig, PairHead, PairJudge
 
     tiny = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     makers = [
         lambda: EmbeddingJudge(ReplyClassifier(BertModel(tiny)), tokenizer=None),
-        lambda: PairJudge(PairClassifier(BertModel(tiny, add_pooling_layer=False), 8, True), None, PairConfig()),
+        lambda: PairJudge(
+            PairClassifier(BertModel(tiny, add_pooling_layer=False), [PairHead(16, 8, True)]), None, PairConfig()
+        ),
         lambda: SentenceEncoder(),
     ]
     gpus(no_env, cuda=0)

@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,13 +111,12 @@ class PairClassifier(torch.nn.Module):
     from its own seed on the same frozen states; their probabilities are averaged. The encoder is most of
     the cost of a verdict, so the members come almost free at inference."""
 
-    def __init__(self, encoder: Any, width: int, features: bool, members: int = 1) -> None:
+    def __init__(self, encoder: Any, heads: Iterable[PairHead]) -> None:
         super().__init__()
         self.encoder = encoder
         for p in self.encoder.parameters():
             p.requires_grad_(False)
-        size = int(encoder.config.hidden_size)
-        self.members = torch.nn.ModuleList(PairHead(size, width, features) for _ in range(members))
+        self.members = torch.nn.ModuleList(heads)
 
     def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, D) frozen encoder states, rounded to fp16 and back."""
@@ -235,7 +234,7 @@ class PairJudge:
         ref = _encoder_ref(encoder)
         tokenizer = AutoTokenizer.from_pretrained(ref)
         base = AutoModel.from_pretrained(ref, num_hidden_layers=cfg.layers, add_pooling_layer=False)
-        model = PairClassifier(base, cfg.width, cfg.features, cfg.members)
+        model = PairClassifier(base, [])
         encoded = _encode(tokenizer, cfg, [e.prompt for e in examples], [e.response for e in examples])
         labels = torch.tensor([LABELS.index(e.label) for e in examples])
         counts = torch.bincount(labels, minlength=len(LABELS)).float()
@@ -261,14 +260,13 @@ class PairJudge:
         frozen = [cache[k] for k in keys]
 
         with _one_thread():
-            for k, member in enumerate(model.members):
-                assert isinstance(member, PairHead)
+            for k in range(cfg.members):
                 if log is not None and cfg.members > 1:
                     log(f"pair judge member {k + 1}/{cfg.members}")
                 torch.manual_seed(cfg.seed + k)
-                member.load_state_dict(PairHead(int(base.config.hidden_size), cfg.width, cfg.features).state_dict())
-                member.train()
-                cls._fit(member, encoded, frozen, labels, class_weights, cfg, random.Random(cfg.seed + k), log)
+                head = PairHead(int(base.config.hidden_size), cfg.width, cfg.features).train()
+                cls._fit(head, encoded, frozen, labels, class_weights, cfg, random.Random(cfg.seed + k), log)
+                model.members.append(head)
         return cls(model.eval(), tokenizer, cfg, data_hash(examples))
 
     @staticmethod
@@ -326,7 +324,8 @@ class PairJudge:
         one_head = "members" not in meta["config"]  # saved before members existed: one head, unprefixed
         cfg = PairConfig(**{**meta["config"], "members": 1} if one_head else meta["config"])
         encoder = AutoModel.from_pretrained(str(folder), add_pooling_layer=False)
-        model = PairClassifier(encoder, cfg.width, cfg.features, cfg.members)
+        size = int(encoder.config.hidden_size)
+        model = PairClassifier(encoder, [PairHead(size, cfg.width, cfg.features) for _ in range(cfg.members)])
         head = torch.load(Path(folder) / "head.pt", map_location="cpu", weights_only=True)
         if one_head:
             head = {f"members.0.{k}": v for k, v in head.items()}
