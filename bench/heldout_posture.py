@@ -4,7 +4,8 @@ A recipe picked on the default suite's test split may fit that split. This measu
 second held-out set: the 151 unique prompts of the judge style corpus's test split (80 harmful over 8
 hazard categories, 71 benign: look-alikes of 10 kinds and ordinary requests), written for alignkit
 separately from the suite, never curated or trained on (checked here: no prompt text is shared with the
-default suite, the broad training prompts or the anchors). Same reply length and judge as the run.
+default suite, the broad training prompts or the anchors). Judge: the default (`pair`). Replies: 160 new
+tokens unless --max-new-tokens says otherwise (the cpu-demo run uses 96).
 
     .venv/bin/python bench/heldout_posture.py base=smollm2-135m-instruct \\
         sft-dpo=runs/sweep-cpu-demo-pair/sft-dpo/model \\
