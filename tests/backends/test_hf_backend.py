@@ -172,3 +172,19 @@ def test_a_path_loads_on_the_picked_device_in_the_picked_dtype(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(AlignkitError, match="cuda requested"):
         HFBackend(str(tiny_model_path))
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "sizes"),
+    [(165, 64, [55, 55, 55]), (65, 64, [33, 32]), (64, 64, [64]), (7, 3, [3, 2, 2]), (0, 8, [])],
+)
+def test_batches_are_the_fewest_with_sizes_at_most_one_apart(
+    tiny_backend: HFBackend, n: int, batch_size: int, sizes: list[int]
+) -> None:
+    b = HFBackend(tiny_backend.model, tiny_backend.tokenizer, batch_size=batch_size)
+    lengths = [(i * 37) % 101 for i in range(n)]
+    batches = b._batches(lengths)
+    assert [len(x) for x in batches] == sizes
+    flat = [i for x in batches for i in x]
+    assert sorted(flat) == list(range(n))
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)

@@ -43,8 +43,8 @@ distinct cache shapes and compiles (and captures CUDA graphs) a few times rather
 class HFBackend:
     """Generation and scoring with a transformers causal LM.
 
-    Prompts are sorted by length and cut into batches of `batch_size`, so that little compute goes on
-    padding; padding is on the left so that every row's new tokens start at the same position.
+    Prompts are sorted by length and cut into batches of at most `batch_size`, so that little compute goes
+    on padding; padding is on the left so that every row's new tokens start at the same position.
 
     Where it runs follows `alignkit.device`: `device` and `dtype` when given, else `$ALIGNKIT_DEVICE` /
     `$ALIGNKIT_DTYPE`, else CUDA in bf16 when available, else the CPU in fp32. A model object passed in
@@ -111,8 +111,16 @@ class HFBackend:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices sorted by length, longest first, cut into the fewest batches of at most `batch_size`,
+        their sizes at most one apart: a small last batch would take as many decoding steps as a full one
+        for a fraction of the replies (165 prompts at 64 go 55 + 55 + 55, not 64 + 64 + 37)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if not order:
+            return []
+        count = -(-len(order) // self.batch_size)
+        size, extra = divmod(len(order), count)
+        bounds = [b * size + min(b, extra) for b in range(count + 1)]  # the first `extra` batches hold one more
+        return [order[bounds[b] : bounds[b + 1]] for b in range(count)]
 
     @torch.inference_mode()
     def generate(
