@@ -54,6 +54,11 @@ def test_smoke_run_walks_every_stage_and_resumes_without_redoing(smoke_run: Path
     assert set(card["adapters"]) == {"sft", "dpo"} and all(card["adapters"].values())
     assert set(card["data"]) == {"sft.jsonl", "preferences.jsonl"}
     assert (smoke_run / "guard.yaml").exists()
+    # every request the guard let through was answered from the replies `after` kept, none generated again
+    guard = stages["guard"]
+    (replies,) = (smoke_run / "guarded" / "replies").glob("*.jsonl")
+    asked = len(replies.read_text().splitlines())
+    assert guard["replies_replayed"] > 0 and guard["replies_replayed"] + guard["blocked_inputs"] == asked
     # the merged aligned model loads in transformers
     from transformers import AutoModelForCausalLM
 

@@ -85,6 +85,12 @@ class RunLayout:
         return self.root / "model"
 
     @property
+    def aligned_replies(self) -> Path:
+        """The aligned model's greedy posture replies, kept by `after` for `guarded` to answer from
+        (`alignkit.backends.replay`)."""
+        return self.posture("after") / "generations.jsonl"
+
+    @property
     def guard_config(self) -> Path:
         return self.root / "guard.yaml"
 

@@ -156,9 +156,14 @@ class Run:
         """The aligned model, steered when the last stage is `cast`."""
         from alignkit.jobs.backend import BackendSpec
 
-        steer = self.layout.train(stage_names(self.p.methods)[-1]) / "adapter" if self.p.methods[-1] == "cast" else None
+        steer = self._steering
         spec = BackendSpec(self.p.backend, self.p.batch_size, steer=None if steer is None else str(steer))
         return spec.build(str(self.aligned_model), "aligned")
+
+    @property
+    def _steering(self) -> Path | None:
+        """The steering adapter the aligned model runs with: the `cast` stage's, when it is the last."""
+        return self.layout.train(stage_names(self.p.methods)[-1]) / "adapter" if self.p.methods[-1] == "cast" else None
 
     @property
     def aligned_model(self) -> Path:
@@ -186,13 +191,15 @@ class Run:
 
     # ---- measuring ----------------------------------------------------------------------------
 
-    def _posture(self, backend: Any, which: str) -> dict[str, Any]:
+    def _posture(self, backend: Any, which: str, generations: Any | None = None) -> dict[str, Any]:
+        """Posture (and helpfulness) of `backend`; `generations`, when given, answers the posture prompts in
+        its place (the same model behind a `ReplayBackend`)."""
         from alignkit.data import read_records
         from alignkit.posture import PostureConfig, judge_calibration, replies_path, run_posture, write_posture
 
         cfg = PostureConfig(split="test", max_new_tokens=self.p.posture_max_new_tokens, limit=self.p.posture_limit)
         out = self.layout.posture(which)
-        result = run_posture(backend, self.judge, self.profile, cfg, out, self._stage_progress(out.name))
+        result = run_posture(generations or backend, self.judge, self.profile, cfg, out, self._stage_progress(out.name))
         write_posture(result, out, judge_calibration(self.judge))
         replies = [rec for _, rec in read_records(replies_path(out, backend.name))]
         rates = headline_rates(replies)
@@ -269,7 +276,7 @@ class Run:
 
             self._export_aligned(Path(resolve(self._stage_model(stage_names(self.p.methods)[-1]))))
         target = self.aligned_backend()
-        posture = self._posture(target, "after")
+        posture = self._posture(target, "after", self._aligned_replies(target, record=True))
         campaign = self._campaign(target, "test", self.layout.redteam_after)
         return {"posture": posture, "redteam": campaign}
 
@@ -426,10 +433,22 @@ class Run:
         failing = sorted({f["category"] for f in body["profile"]["failures"]} - {"all", "ordinary"})
         cfg = guard_config_for(GuardConfig.from_constitution(self.constitution), failing)
         self.layout.guard_config.write_text(cfg.to_yaml(), encoding="utf-8")
-        guarded = GuardedBackend(self.aligned_backend(), Guard(cfg))
+        replay = self._aligned_replies(self.aligned_backend(), record=False)
+        guarded = GuardedBackend(replay, Guard(cfg))
         posture = self._posture(guarded, "guarded")
         return {"failing_categories": failing, "posture": posture, "blocked_inputs": guarded.blocked_inputs,
-                "blocked_outputs": guarded.blocked_outputs}  # fmt: skip
+                "blocked_outputs": guarded.blocked_outputs, "replies_replayed": replay.replayed}  # fmt: skip
+
+    def _aligned_replies(self, backend: Any, record: bool) -> Any:
+        """`backend` (the aligned model) behind the record of its posture replies: `after` keeps them, and
+        `guarded` answers every request the input rails pass from it, as the model would (greedy, the same
+        conversation), instead of generating them again. Keyed by the weights' (and steering's) hashes."""
+        from alignkit.backends.replay import ReplayBackend
+
+        steer = self._steering
+        parts = [_folder_hash(self.aligned_model), _folder_hash(steer, "*") if steer is not None else ""]
+        fingerprint = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        return ReplayBackend(backend, self.layout.aligned_replies, fingerprint=fingerprint, record=record)
 
     # ---- report --------------------------------------------------------------------------------
 
