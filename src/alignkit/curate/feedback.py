@@ -46,6 +46,36 @@ def clean_revision(text: str) -> str:
     return _LEAD.sub("", text).strip()
 
 
+_ABOUT_A_REPLY = re.compile(
+    r"\b(?:the|this|that|my|your|its|their)\s+(?:[\w-]+(?:'s)?\s+){0,2}(?:response|reply)\b"
+    r"|\bthe assistant\b|\bassistant's\b|\bthe (?:original|last|previous) (?:request|message)\b",
+    re.IGNORECASE,
+)
+"""Words a reply to the user has no reason to use, and a critique always does: "the last response",
+"the assistant's reply", "the original request"."""
+
+
+def _word_grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def revision_problem(revision: str, critique: str, max_copied: float = 0.5) -> str | None:
+    """Why a teacher's revision is not a reply to the user, or None when it may be one. A weak teacher
+    often writes its critique again, or a sentence about the reply it was asked to rewrite ("The
+    assistant's response was rewritten to remove ..."); a judge reads either as a refusal, and training
+    on it teaches the model to talk about responses instead of giving one. Caught: a reply that speaks of
+    "the response" or "the assistant", and one whose word 4-grams are at least `max_copied` the critique's."""
+    if not revision.strip():
+        return "empty"
+    if _ABOUT_A_REPLY.search(revision):
+        return "speaks about a response"
+    grams = _word_grams(revision)
+    if grams and len(grams & _word_grams(critique)) >= max_copied * len(grams):
+        return "copies the critique"
+    return None
+
+
 def _transcript(prompt: Conversation) -> str:
     names = {"user": "HUMAN", "assistant": "ASSISTANT", "system": "SYSTEM", "tool": "TOOL"}
     return "\n".join(f"[{names[m['role']]}]: {m['content']}" for m in prompt)

@@ -5,7 +5,7 @@ their provenance, and one trace record a prompt. `as_dict` gives the JSON each h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, get_args
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 from alignkit.judges.base import Outcome, Verdict
 from alignkit.types import Conversation, PreferencePair, Prompt, SFTExample
@@ -134,6 +134,10 @@ class Round(TypedDict):
     principle: str
     critique: str
     revision: str
+    """The reply after this round: the teacher's revision, or the reply before it when the revision was
+    discarded."""
+    discarded: NotRequired[str]
+    """Why the teacher's revision was not kept (`feedback.revision_problem`), with its text."""
 
 
 class SlCaiSteps(TypedDict):

@@ -1,12 +1,14 @@
 """SL-CAI: the policy answers, a feedback model critiques the answer under a principle drawn at random
-and revises it, for N rounds (Bai et al. 2022, "Constitutional AI", arXiv:2212.08073, sec. 3)."""
+and revises it, for N rounds (Bai et al. 2022, "Constitutional AI", arXiv:2212.08073, sec. 3). A revision
+that is no reply (the critique again, or a sentence about "the response") is discarded: the reply stays
+as it was, and the judge and the repair decide what becomes of it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from alignkit.curate.context import Context, applicable_principles
-from alignkit.curate.feedback import clean_revision, critique_conversation, revision_conversation
+from alignkit.curate.feedback import clean_revision, critique_conversation, revision_conversation, revision_problem
 from alignkit.curate.records import Curated, Extra, Round, SlCaiSteps
 from alignkit.curate.repair import Attempt, repaired_records
 from alignkit.types import Prompt
@@ -35,8 +37,14 @@ def sl_cai(ctx: Context, prompts: Sequence[Prompt]) -> list[Curated]:
             ctx.params(),
         )
         for i, crit, rev in zip(critiqued, critiques, revisions, strict=True):
-            current[i] = clean_revision(rev) or current[i]
-            rounds[i].append({"principle": principles[i].id, "critique": crit, "revision": current[i]})
+            text = clean_revision(rev)
+            problem = revision_problem(text, crit)
+            step: Round = {"principle": principles[i].id, "critique": crit, "revision": current[i]}
+            if problem is None:
+                current[i] = step["revision"] = text
+            else:
+                step["discarded"] = f"{problem}: {text}"
+            rounds[i].append(step)
     original = ctx.judged(prompts, originals)
     revised = ctx.judged(prompts, current)
     attempts = [
