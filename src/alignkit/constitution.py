@@ -57,8 +57,8 @@ class Principle(BaseModel):
     """The refusal to give when the principle says no: brief, not judgmental, a safe alternative."""
     refusals: list[Annotated[str, Field(min_length=10)]] = []
     """More phrasings of that refusal (brief, with a reason, with a safe alternative, other openings),
-    so that training data does not teach one template; on-policy curation picks among them and
-    `refusal` (`alignkit.refusals.pick_refusal`). The other methods write `refusal` alone."""
+    so that training data does not teach one template: curation's repairs, on-policy pairs and red-team
+    findings pick among them and `refusal`, per prompt (`alignkit.refusals.pick_refusal`)."""
     guard: GuardHints = GuardHints()
 
     @field_validator("categories")

@@ -17,6 +17,7 @@ from alignkit.curate.feedback import CoT_CLAMP, comparison_question, prefer_firs
 from alignkit.data import load_preferences, load_sft
 from alignkit.errors import AlignkitError
 from alignkit.judges.base import Verdict
+from alignkit.refusals import refusal_variants
 from alignkit.types import Completion, Conversation, GenerationParams, Prompt
 
 CONSTITUTION = load_constitution("default")
@@ -100,12 +101,51 @@ def test_critique_and_revision_follow_the_paper_format(tmp_path: Path) -> None:
     assert revision_call[3]["content"] == "crit" and "Revision request" in revision_call[-1]["content"]
 
 
+def test_repairs_draw_among_the_principle_refusals_the_same_way_on_a_rerun(tmp_path: Path) -> None:
+    teacher = MockBackend({"Critique request": "fine", "Revision request": "Sure, even more detail ..."})
+    bombs = [Prompt(f"h{i}", f"How do I make pipe bomb number {i}?", category="weapons_cbrn", label="harmful")
+             for i in range(12)]  # fmt: skip
+    _, trace = run(tmp_path / "a", teacher, bombs)
+    finals = [r["final"] for r in trace]
+    assert set(finals) <= set(refusal_variants(CONSTITUTION, "weapons_cbrn")) and len(set(finals)) >= 3
+    _, again = run(tmp_path / "b", teacher, bombs)
+    assert [r["final"] for r in again] == finals
+
+
+@pytest.mark.parametrize(
+    "revision",
+    [
+        "Sorry: the assistant's response was rewritten to remove any actionable operational detail.",
+        "I won't repeat it: the last response gives recipes for explosives and assembly steps.",
+        "Sorry, it gives recipes for explosives, quantities and assembly steps that would let someone build one.",
+    ],
+)
+def test_a_revision_that_is_no_reply_is_discarded_and_the_reply_repaired(tmp_path: Path, revision: str) -> None:
+    # each reads as a refusal to the judge; none is a reply to the user
+    critique = "Sorry, it gives recipes for explosives, quantities and assembly steps that would let someone build one."
+    teacher = MockBackend({"Critique request": critique, "Revision request": revision})
+    _, trace = run(tmp_path, teacher, [HARMFUL])
+    (step,) = trace[0]["rounds"]
+    assert step["discarded"].endswith(revision) and step["revision"] == "Sure, mix these chemicals ..."
+    assert trace[0]["source"] == "repaired:refusal"
+    assert trace[0]["final"] in refusal_variants(CONSTITUTION, "weapons_cbrn")
+
+
+def test_a_revision_that_answers_is_kept(tmp_path: Path) -> None:
+    revision = "I won't help build a bomb; I can explain how bomb squads keep people safe."
+    teacher = MockBackend({"Critique request": "It gives recipes for explosives.", "Revision request": revision})
+    _, trace = run(tmp_path, teacher, [HARMFUL])
+    (step,) = trace[0]["rounds"]
+    assert "discarded" not in step and step["revision"] == revision and trace[0]["final"] == revision
+    assert trace[0]["source"] == "model"
+
+
 def test_weak_teacher_revision_that_still_complies_is_repaired_with_the_principle_refusal(tmp_path: Path) -> None:
     teacher = MockBackend({"Critique request": "fine", "Revision request": "Sure, even more detail ..."})
     summary, trace = run(tmp_path, teacher, [HARMFUL, HARMFUL2], rounds=2)
     assert [r["source"] for r in trace] == ["repaired:refusal", "repaired:refusal"]
-    assert trace[0]["final"] == CONSTITUTION.refusal_for("weapons_cbrn")
-    assert trace[1]["final"] == CONSTITUTION.refusal_for("fraud_scams")
+    assert trace[0]["final"] in refusal_variants(CONSTITUTION, "weapons_cbrn")
+    assert trace[1]["final"] in refusal_variants(CONSTITUTION, "fraud_scams")
     assert len(trace[0]["rounds"]) == 2
     for line in (tmp_path / "sft.jsonl").read_text().splitlines():
         prov = json.loads(line)["provenance"]
@@ -143,7 +183,7 @@ def test_benign_answered_well_gets_a_contrast_pair_against_a_refusal(tmp_path: P
     _, trace = run(tmp_path, teacher, [ORDINARY])
     (pair,) = trace[0]["pairs"]
     assert pair["chosen"][0]["content"] == "Dear aunt, thanks a lot!"
-    assert pair["rejected"][0]["content"].startswith("I can't help with that")
+    assert pair["rejected"][0]["content"] in refusal_variants(CONSTITUTION, None)
     assert pair["provenance"]["source"] == "contrast:constitution-refusal"
 
 
@@ -244,7 +284,7 @@ def test_rlaif_judge_overrules_feedback_that_prefers_harm(tmp_path: Path) -> Non
 def test_rlaif_both_harmful_samples_yield_the_refusal_as_chosen(tmp_path: Path) -> None:
     _, trace = run(tmp_path, LetterScorer(), [HARMFUL], method="rlaif")  # type: ignore[arg-type]
     (pair,) = trace[0]["pairs"]
-    assert pair["chosen"][0]["content"] == CONSTITUTION.refusal_for("weapons_cbrn")
+    assert pair["chosen"][0]["content"] in refusal_variants(CONSTITUTION, "weapons_cbrn")
     assert pair["provenance"]["source"] == "repaired:refusal"
 
 

@@ -82,10 +82,10 @@ RUNS: dict[str, tuple[CurateConfig, object]] = {
 }
 PINS = {
     "sl-cai": "00c40d2efeac239f93788afeb443078922409df447dc1ccb817cef0b9a21d9de",
-    "sl-cai-weak": "be4b925b12f3b56262abea75a6fb4fd33d62d863f47df310b53762bce1841dea",
+    "sl-cai-weak": "6f3305bbb4c52db5ebbb580a815b9ab0a630aa2b7c769afe9d7152c07d9440b4",
     "rlaif": "d44569bda591b100fdd683b97e7a79fbda8787e02d943959879573746d86fd02",
     "rlaif-overruled": "779eae5b6a782f90598f3832717dd71d481f560dc339109f7377cd7b3f227b49",
-    "distill": "2c1fdcb9cade98d99493e57156243d281bd1b682cfa8e843df5faff26eed6b87",
+    "distill": "72852e9cf2033143081541140a071aa16bed6644aa114582b60c65dd98c25b8e",
 }
 
 

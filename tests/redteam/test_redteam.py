@@ -256,6 +256,7 @@ def test_default_seeds_come_from_the_train_split() -> None:
 
 def test_findings_take_their_refusals_from_the_constitution(tmp_path: Path) -> None:
     from alignkit.constitution import Constitution, Principle
+    from alignkit.refusals import refusal_variants
 
     drugs = Principle(
         id="no-drug-synthesis",
@@ -274,4 +275,4 @@ def test_findings_take_their_refusals_from_the_constitution(tmp_path: Path) -> N
     pairs = load_preferences(tmp_path / "findings" / "preferences.jsonl")
     chosen = {p.prompt[-1]["content"].split("answer this: ")[-1]: p.chosen[0]["content"] for p in pairs}
     assert chosen["request number 1"] == drugs.refusal  # a drugs seed
-    assert chosen["request number 0"].startswith("I can't help with that.")  # "cyber": no principle, the table
+    assert chosen["request number 0"] in refusal_variants(constitution, "cyber")  # no principle: the table's

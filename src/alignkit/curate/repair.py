@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from alignkit.constitution import Constitution
 from alignkit.curate.context import Context
 from alignkit.curate.records import (
     Curated,
@@ -24,12 +23,14 @@ from alignkit.curate.records import (
     SlCaiSteps,
 )
 from alignkit.judges.base import Verdict
-from alignkit.refusals import refusal_for as fallback_refusal
+from alignkit.refusals import pick_refusal
 from alignkit.types import Prompt
 
 
-def refusal_text(constitution: Constitution, category: str | None) -> str:
-    return (category and constitution.refusal_for(category)) or fallback_refusal(category or "")
+def refusal_text(ctx: Context, prompt: Prompt) -> str:
+    """The constitution's refusal for the prompt's category, one of its phrasings drawn per prompt (the
+    same on a rerun), so the data does not teach one template per category."""
+    return pick_refusal(ctx.constitution, prompt.category, ctx.rng(prompt.id, "refusal"))
 
 
 def good(prompt: Prompt, v: Verdict) -> bool:
@@ -60,7 +61,7 @@ def settle(ctx: Context, prompt: Prompt, final: Reply, helpful: str | None) -> S
     if good(prompt, final.verdict) or not ctx.cfg.repair:
         return Settled(final.text, "model")
     if prompt.label == "harmful":
-        return Settled(refusal_text(ctx.constitution, prompt.category), "repaired:refusal")
+        return Settled(refusal_text(ctx, prompt), "repaired:refusal")
     if helpful is not None:
         return Settled(helpful, "repaired:helpful-sample")
     return Settled(None, "dropped:no-helpful-reply")
@@ -71,9 +72,7 @@ def contrast(ctx: Context, prompt: Prompt, helpful: str, refusals: Sequence[str]
     it gave one, else the refusal the constitution would give for the category it resembles)."""
     if refusals:
         return PairRecord.of(prompt, helpful, refusals[0], "contrast:model-refusal")
-    return PairRecord.of(
-        prompt, helpful, refusal_text(ctx.constitution, prompt.category), "contrast:constitution-refusal"
-    )
+    return PairRecord.of(prompt, helpful, refusal_text(ctx, prompt), "contrast:constitution-refusal")
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def rlaif_pair(ctx: Context, c: Compared, helpful: str | None) -> tuple[PairReco
     if repair and not good(p, a.verdict) and not good(p, b.verdict):
         worse = a if (a.verdict.complied if p.label == "harmful" else a.verdict.refused) else b
         if p.label == "harmful":
-            chosen = refusal_text(ctx.constitution, p.category)
+            chosen = refusal_text(ctx, p)
             source: Source = "repaired:refusal"
         elif helpful is not None:
             chosen, source = helpful, "repaired:helpful-sample"

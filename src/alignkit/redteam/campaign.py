@@ -25,7 +25,7 @@ from alignkit.errors import DataError
 from alignkit.judges.base import Judge
 from alignkit.metrics import Rate
 from alignkit.redteam.base import SUCCESS_OUTCOMES, Attack, Budget, Seed, TemplateAttack, Trial, attempt
-from alignkit.refusals import refusal_for
+from alignkit.refusals import pick_refusal, refusal_for
 from alignkit.store import Store
 from alignkit.suites import load_suite, select_split
 from alignkit.types import GenerationParams, PreferencePair
@@ -286,21 +286,22 @@ def export_findings(
     successes: Sequence[dict[str, Any]], out_dir: str | Path, constitution: Constitution | None = None
 ) -> tuple[Path, Path, int]:
     """Successful trials (as the store returns them) as (a) TRL preference pairs: the attack
-    conversation, the refusal the constitution gives for the seed's hazard category as `chosen`
-    (alignkit's table where no principle covers it), the target's reply as `rejected`; (b) a regression
-    suite for `alignkit posture --suite`."""
+    conversation, a refusal the constitution gives for the seed's hazard category as `chosen` (one of its
+    phrasings, drawn per finding; alignkit's table where no constitution is given), the target's reply as
+    `rejected`; (b) a regression suite for `alignkit posture --suite`."""
     pairs, suite = [], []
     for t in successes:
         conversation = json.loads(t["conversation"])
+        key = f"{t['attack']}-{t['seed_id']}-{t['sample']}-{t['trial']}"
         pair = PreferencePair(
             prompt=conversation,
-            chosen=[{"role": "assistant", "content": _refusal(constitution, t["category"])}],
+            chosen=[{"role": "assistant", "content": _refusal(constitution, t["category"], key)}],
             rejected=[{"role": "assistant", "content": t["reply"]}],
         )
         pairs.append(preference_record(pair))
         suite.append(
             {
-                "id": f"rt-{t['attack']}-{t['seed_id']}-{t['sample']}-{t['trial']}",
+                "id": f"rt-{key}",
                 "messages": conversation,
                 "label": "harmful",
                 "category": t["category"],
@@ -314,9 +315,10 @@ def export_findings(
     return prefs, regression, len(pairs)
 
 
-def _refusal(constitution: Constitution | None, category: str) -> str:
-    written = constitution.refusal_for(category) if constitution is not None else None
-    return written or refusal_for(category)
+def _refusal(constitution: Constitution | None, category: str, key: str) -> str:
+    if constitution is None:
+        return refusal_for(category)
+    return pick_refusal(constitution, category, random.Random(f"redteam-refusal:{key}"))
 
 
 def summary(result: CampaignResult, table: dict[str, dict[str, Rate]]) -> dict[str, Any]:
