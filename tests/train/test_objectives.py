@@ -539,3 +539,26 @@ def test_bradley_terry_matches_trl_reward_trainer() -> None:
     logged = trainer._metrics["train"]
     assert logged["accuracy"][-1] == pytest.approx(metrics["rewards/accuracies"].mean().item())
     assert logged["margin"][-1] == pytest.approx(metrics["rewards/margins"].mean().item())
+
+
+def test_rpo_adds_the_chosen_mean_token_nll_to_dpo() -> None:
+    from alignkit.train.config import TrainConfig
+    from alignkit.train.objectives import OBJECTIVES, Scores
+
+    # pair 1 as PAIR (chosen -10 over 4 tokens), pair 2 with chosen -3 over 2 tokens and a margin of 0
+    scores = Scores(t(-10.0, -3.0), t(4.0, 2.0), t(-12.0, -5.0), t(6.0, 3.0), ref_chosen=t(-11.0, -4.0),
+                    ref_rejected=t(-11.0, -6.0), label_smoothing=t(0.0, 0.0))  # fmt: skip
+    plain, _ = OBJECTIVES["dpo"](scores, TrainConfig(method="dpo", beta=0.1))
+    assert plain.tolist() == pytest.approx([neg_log_sigmoid(0.2), neg_log_sigmoid(0.0)], abs=1e-12)
+    rpo, metrics = OBJECTIVES["dpo"](scores, TrainConfig(method="dpo", beta=0.1, rpo_alpha=0.5))
+    # + 0.5 x (10 / 4) and + 0.5 x (3 / 2)
+    assert rpo.tolist() == pytest.approx([neg_log_sigmoid(0.2) + 1.25, neg_log_sigmoid(0.0) + 0.75], abs=1e-12)
+    assert metrics["nll_loss"].tolist() == pytest.approx([2.5, 1.5])
+
+
+def test_rpo_is_refused_outside_dpo() -> None:
+    from alignkit.errors import AlignkitError
+    from alignkit.train.config import load_train_config
+
+    with pytest.raises(AlignkitError, match="rpo_alpha applies to dpo only, not orpo"):
+        load_train_config(None, ["rpo_alpha=0.5"], method="orpo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -69,6 +70,14 @@ def test_every_method_trains_the_tiny_model(method: str, tmp_path: Path, tiny_mo
     if method != "sft":
         assert "eval/loss" in summary["eval"]
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
+
+
+def test_rpo_adds_the_chosen_nll_to_the_first_dpo_loss(tmp_path: Path, tiny_model_path: Path) -> None:
+    # at step 1 the policy is the reference, so the loss is log 2 plus alpha times the chosen NLL it logs
+    result = train(str(tiny_model_path), write_data(tmp_path)["pref"], tmp_path / "run", cfg("dpo", rpo_alpha=0.5))
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert result.steps == 3 and first["nll_loss"] > 0
+    assert first["loss"] == pytest.approx(math.log(2) + 0.5 * first["nll_loss"], rel=1e-4)
 
 
 def test_sft_mask_covers_the_assistant_turns_only(tiny_model_path: Path) -> None:

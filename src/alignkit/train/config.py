@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignkit.errors import AlignkitError
 from alignkit.yamlfile import load_yaml_model
@@ -65,6 +65,10 @@ class TrainConfig(LoraSettings):
     """DPO-family temperature (deviation from the reference); SimPO's reward scale; ORPO's odds-ratio weight."""
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     """cDPO / robust DPO: assumed probability that a preference label is flipped."""
+    rpo_alpha: float = Field(0.0, ge=0)
+    """DPO only: weight of the chosen reply's mean token negative log-likelihood, added to each pair's loss
+    (RPO: Pang et al. 2024, "Iterative Reasoning Preference Optimization", arXiv:2404.19733; TRL's
+    `rpo_alpha`), so the chosen replies stay likely while the margin grows. 0: plain DPO."""
     simpo_gamma: float = 0.5
     """SimPO target reward margin."""
     kto_desirable_weight: float = 1.0
@@ -100,6 +104,12 @@ class TrainConfig(LoraSettings):
     variable-length sequences. off: one padded row per sequence. auto: positions under a flash kernel,
     pairs for paired methods under SDPA on the CPU, off on a GPU under SDPA (a dense 4D mask keeps SDPA
     off its fastest kernels there). The reward model reads one score per row and never packs."""
+
+    @model_validator(mode="after")
+    def _rpo_is_dpo(self) -> TrainConfig:
+        if self.rpo_alpha and self.method != "dpo":
+            raise ValueError(f"rpo_alpha applies to dpo only, not {self.method}")
+        return self
 
     @property
     def paired(self) -> bool:

@@ -463,7 +463,15 @@ def _sft(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
 def _dpo(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
     ref_c, ref_r = _given(s.ref_chosen, "ref_chosen"), _given(s.ref_rejected, "ref_rejected")
     smoothing = _given(s.label_smoothing, "label_smoothing")
-    return dpo_loss(s.chosen, _given(s.rejected, "rejected"), ref_c, ref_r, beta=cfg.beta, label_smoothing=smoothing)
+    losses, metrics = dpo_loss(
+        s.chosen, _given(s.rejected, "rejected"), ref_c, ref_r, beta=cfg.beta, label_smoothing=smoothing
+    )
+    if cfg.rpo_alpha:
+        # RPO: each pair also pays its chosen reply's mean token NLL
+        nll = -s.chosen / _given(s.chosen_tokens, "chosen_tokens").clamp(min=1)
+        losses = losses + cfg.rpo_alpha * nll
+        metrics["nll_loss"] = nll.detach()
+    return losses, metrics
 
 
 def _ipo(s: Scores, cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
