@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,12 @@ class Run:
     @property
     def aligned_model(self) -> Path:
         return self.layout.model
+
+    @cached_property
+    def aligned_sha256(self) -> str | None:
+        """The aligned model's weights hash, read once a process: the weights are fixed from the `after`
+        stage on, and `after`, `guard` and the posture card all name them by it."""
+        return _folder_hash(self.aligned_model)
 
     def run(self) -> RunResult:
         methods = dict(zip(stage_names(self.p.methods), self.p.methods, strict=True))
@@ -408,6 +415,7 @@ class Run:
         shutil.copytree(model_dir, tmp)
         shutil.rmtree(self.aligned_model, ignore_errors=True)
         os.replace(tmp, self.aligned_model)
+        self.__dict__.pop("aligned_sha256", None)  # new weights: hash them again when asked
 
     def _steer(self, stage: str, start: str, cfg: SteerConfig, last: bool) -> dict[str, Any]:
         """Fit conditional activation steering on the curated prompts; the weights stay as they are."""
@@ -446,7 +454,7 @@ class Run:
         from alignkit.backends.replay import ReplayBackend
 
         steer = self._steering
-        parts = [_folder_hash(self.aligned_model), _folder_hash(steer, "*") if steer is not None else ""]
+        parts = [self.aligned_sha256, _folder_hash(steer, "*") if steer is not None else ""]
         fingerprint = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
         return ReplayBackend(backend, self.layout.aligned_replies, fingerprint=fingerprint, record=record)
 
@@ -630,7 +638,7 @@ def posture_card(run: Run) -> dict[str, Any]:
         "alignkit_version": __version__,
         "preset": run.p.name,
         "model": {"name": run.p.model, "sha256": _folder_hash(base_path)},
-        "aligned_model": {"path": str(run.aligned_model), "sha256": _folder_hash(run.aligned_model)},
+        "aligned_model": {"path": str(run.aligned_model), "sha256": run.aligned_sha256},
         "adapters": {stage: _folder_hash(layout.train(stage) / "adapter") for stage in stage_names(run.p.methods)},
         "constitution": {"name": run.constitution.name, "sha256": constitution_hash(run.constitution_spec)},
         "data": {
