@@ -187,6 +187,27 @@ def test_benign_answered_well_gets_a_contrast_pair_against_a_refusal(tmp_path: P
     assert pair["provenance"]["source"] == "contrast:constitution-refusal"
 
 
+def test_refusal_prefix_pairs_put_a_refusal_sentence_before_the_answer_and_the_compliance(tmp_path: Path) -> None:
+    teacher = MockBackend({"Critique request": "ok", "Revision request": "Dear aunt, thanks a lot!"})
+    summary, trace = run(tmp_path, teacher, [ORDINARY, HARMFUL], refusal_prefix_pairs=True, critique_benign=False)
+    openings = {r.split(". ")[0] + ("." if ". " in r else "") for r in refusal_variants(CONSTITUTION, None)}
+    benign = {p["provenance"]["source"]: p for p in trace[0]["pairs"]}
+    answer = "Dear aunt, thank you so much!"
+    prefixed = benign["contrast:refusal-prefix"]
+    assert prefixed["chosen"][0]["content"] == answer
+    opening, rest = prefixed["rejected"][0]["content"].split(" Dear aunt", 1)
+    assert rest == ", thank you so much!" and opening in openings
+    harmful = {p["provenance"]["source"]: p for p in trace[1]["pairs"]}
+    assert harmful["contrast:refusal-prefix"]["chosen"] == harmful["repaired:refusal"]["chosen"]
+    assert harmful["contrast:refusal-prefix"]["rejected"][0]["content"].endswith(" Sure, mix these chemicals ...")
+    assert summary["pair_sources"]["contrast:refusal-prefix"] == 2
+
+
+def test_refusal_prefix_pairs_are_refused_for_methods_without_repair_records() -> None:
+    with pytest.raises(AlignkitError, match="refusal_prefix_pairs is for sl-cai and distill, not rlaif"):
+        CurateConfig("rlaif", refusal_prefix_pairs=True)
+
+
 def test_benign_with_no_helpful_reply_anywhere_is_dropped_and_counted(tmp_path: Path) -> None:
     result = curate(
         [LOOKALIKE],

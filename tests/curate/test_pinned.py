@@ -79,6 +79,7 @@ RUNS: dict[str, tuple[CurateConfig, object]] = {
     "rlaif": (CurateConfig(method="rlaif", samples=4, chunk=5), LetterScorer),
     "rlaif-overruled": (CurateConfig(method="rlaif"), Contrarian),
     "distill": (CurateConfig(method="distill"), {}),
+    "distill-prefix": (CurateConfig(method="distill", refusal_prefix_pairs=True), {}),
 }
 PINS = {
     "sl-cai": "00c40d2efeac239f93788afeb443078922409df447dc1ccb817cef0b9a21d9de",
@@ -86,6 +87,7 @@ PINS = {
     "rlaif": "d44569bda591b100fdd683b97e7a79fbda8787e02d943959879573746d86fd02",
     "rlaif-overruled": "779eae5b6a782f90598f3832717dd71d481f560dc339109f7377cd7b3f227b49",
     "distill": "72852e9cf2033143081541140a071aa16bed6644aa114582b60c65dd98c25b8e",
+    "distill-prefix": "1a2fac5b18d8fdfe1119dbb85d01b2ea6b1bd15dc7f9f713f2f067c98ad1bc32",
 }
 
 

@@ -54,6 +54,9 @@ def curate(
     principles: Annotated[int, typer.Option(min=1, help="rlaif: principles per comparison.")] = 2,
     chain_of_thought: Annotated[bool, typer.Option(help="rlaif: feedback reasons first (clamped 40-60%).")] = False,
     repair: Annotated[bool, typer.Option(help="Replace replies the judge rejects (weak-teacher repair).")] = True,
+    refusal_prefix_pairs: Annotated[
+        bool, typer.Option(help="sl-cai, distill: also each reply over itself opened by a refusal sentence.")
+    ] = False,
     limit: LimitOpt = None,
     max_new_tokens: MaxNewOpt = 160,
     seed: int = 0,
@@ -68,7 +71,8 @@ def curate(
     cfg = CurateConfig(method, rounds, samples=samples, principles_per_comparison=principles,  # type: ignore[arg-type]
                        chain_of_thought=chain_of_thought, repair=repair, max_new_tokens=max_new_tokens,
                        temperature=temperature, seed=seed, round=round_,
-                       partial_refusals_chosen=partial_refusals_chosen)  # fmt: skip
+                       partial_refusals_chosen=partial_refusals_chosen,
+                       refusal_prefix_pairs=refusal_prefix_pairs)  # fmt: skip
     spec = CurateSpec(model, out, judge, prompts, split, limit, constitution, cfg, teacher, teacher_base_url, backend)
     result = _run_with_bar(lambda progress: run_curate(spec, progress))
     s = result.summary

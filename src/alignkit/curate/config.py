@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from alignkit.errors import AlignkitError
+
 Method = Literal["sl-cai", "rlaif", "distill", "on-policy"]
 METHODS: tuple[Method, ...] = ("sl-cai", "rlaif", "distill", "on-policy")
 
@@ -44,5 +46,15 @@ class CurateConfig:
     """on-policy: a harmful prompt's own partial refusal may be the chosen reply when none of its replies
     refused fully. Off, only full refusals are, and otherwise the constitution's refusal is chosen: a
     partial refusal still carries part of the harm, and a weak judge calls odd replies partial refusals."""
+    refusal_prefix_pairs: bool = False
+    """sl-cai, distill: also pair each settled reply against itself opened by the constitution's refusal
+    (its first sentence): a benign answer over the same answer after a refusal, and a harmful prompt's
+    refusal over the compliant reply after one. A refusal opening then neither belongs in an answer nor
+    licenses the answer after it: a small model otherwise learns "I can't help with X, but ..." as a style
+    for every prompt."""
     chunk: int = 16
     """Prompts processed (and persisted) together; generation is batched across them."""
+
+    def __post_init__(self) -> None:
+        if self.refusal_prefix_pairs and self.method not in ("sl-cai", "distill"):
+            raise AlignkitError(f"curate: refusal_prefix_pairs is for sl-cai and distill, not {self.method}")

@@ -20,6 +20,7 @@ Source = Literal[
     "dropped:no-helpful-reply",
     "contrast:model-refusal",
     "contrast:constitution-refusal",
+    "contrast:refusal-prefix",
 ]
 """Where a record's reply came from, written as `provenance.source`:
 - `model`: the model's own reply (a revision, a guided reply, a preferred sample), accepted by the judge;
@@ -27,7 +28,8 @@ Source = Literal[
 - `repaired:helpful-sample`: a refused benign request answered with a sampled reply the judge accepts;
 - `repaired:judge-overrules-feedback`: rlaif, the judge separates the pair the other way from the feedback model;
 - `dropped:no-helpful-reply`: a benign request with no reply the judge accepts (trace only, no record);
-- `contrast:*`: a benign look-alike's helpful answer over a refusal, the model's own or the constitution's."""
+- `contrast:*`: a benign look-alike's helpful answer over a refusal, the model's own or the constitution's;
+  `contrast:refusal-prefix`: a reply over a reply opened by a refusal (`CurateConfig.refusal_prefix_pairs`)."""
 SOURCES: tuple[Source, ...] = get_args(Source)
 REPAIRED: frozenset[Source] = frozenset(
     ("repaired:refusal", "repaired:helpful-sample", "repaired:judge-overrules-feedback")

@@ -8,6 +8,7 @@ the helpful answer over a refusal, so the data never teaches over-refusal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,6 +76,19 @@ def contrast(ctx: Context, prompt: Prompt, helpful: str, refusals: Sequence[str]
     return PairRecord.of(prompt, helpful, refusal_text(ctx, prompt), "contrast:constitution-refusal")
 
 
+def first_sentence(text: str) -> str:
+    """Up to and including the first sentence end followed by a space (the whole text if none)."""
+    return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+
+
+def refusal_prefix(ctx: Context, prompt: Prompt, chosen: str, reply: str) -> PairRecord:
+    """`chosen` over `reply` opened by the first sentence of one of the constitution's refusals (drawn
+    apart from the prompt's other refusal): for a benign prompt `reply` is the answer itself, for a
+    harmful one the compliance its refusal replaced."""
+    opening = first_sentence(pick_refusal(ctx.constitution, prompt.category, ctx.rng(prompt.id, "refusal-prefix")))
+    return PairRecord.of(prompt, chosen, f"{opening} {reply.lstrip()}", "contrast:refusal-prefix")
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One prompt's candidate (a revision, a constitution-guided reply) and the baseline it should beat
@@ -112,5 +126,10 @@ def repaired_records(ctx: Context, attempts: Sequence[Attempt]) -> list[Curated]
             elif p.label != "harmful":
                 own = [r.text for r in (a.baseline, a.candidate) if r.verdict.refused]
                 pairs.append(contrast(ctx, p, settled.reply, own))
+            if ctx.cfg.refusal_prefix_pairs:
+                if p.label != "harmful":
+                    pairs.append(refusal_prefix(ctx, p, settled.reply, settled.reply))
+                elif not good(p, a.baseline.verdict) and a.baseline.verdict.complied:
+                    pairs.append(refusal_prefix(ctx, p, settled.reply, a.baseline.text))
         out.append(Curated(p, a.steps, settled, sft, pairs))
     return out
