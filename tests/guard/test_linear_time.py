@@ -67,8 +67,9 @@ def test_the_obfuscated_email_detector_is_linear() -> None:
 def test_every_rail_is_linear_on_adversarial_input(unit: str) -> None:
     rails = _rails()
     small, large = ("x at " + unit * (n // len(unit)) for n in (25_000, 100_000))
-    t_small = _seconds(lambda: _screen(rails, small), repeat=1)
-    t_large = _seconds(lambda: _screen(rails, large), repeat=1)
+    # Best of three: one descheduled run (another job on the cores) made a linear rail look 9x.
+    t_small = _seconds(lambda: _screen(rails, small))
+    t_large = _seconds(lambda: _screen(rails, large))
     assert t_large < 4.0, (unit, t_small, t_large)
     # Four times the input: linear is 4x the time, quadratic 16x.
     assert t_large <= 8 * t_small + 0.1, (unit, t_small, t_large)
