@@ -129,7 +129,7 @@ def repaired_records(ctx: Context, attempts: Sequence[Attempt]) -> list[Curated]
             if ctx.cfg.refusal_prefix_pairs:
                 if p.label != "harmful":
                     pairs.append(refusal_prefix(ctx, p, settled.reply, settled.reply))
-                elif not good(p, a.baseline.verdict) and a.baseline.verdict.complied:
+                elif a.baseline.verdict.complied:  # full compliance: never what the judge accepts here
                     pairs.append(refusal_prefix(ctx, p, settled.reply, a.baseline.text))
         out.append(Curated(p, a.steps, settled, sft, pairs))
     return out
