@@ -187,6 +187,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # greedy replies (bench/generate_batch_size.py)
         "batch_size": 64,
         "anchors": 120,
+        # 128 broad training prompts beside the suite's 128: fewer harmful answers and look-alikes refused on
+        # the test split and on held-out prompts, at about 1.5x the time (docs/sweeps/cpu-demo-broad.md)
+        "train_prompts": 128,
         "curate": {"max_new_tokens": 96, "critique_benign": False},
         "on_policy": {"max_new_tokens": 96},
         # measured on SmolLM2 (docs/results.md): SFT alone refuses half the benign test prompts; DPO at
